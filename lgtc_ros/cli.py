@@ -1,0 +1,166 @@
+"""`lgtc`: the command line. Thin: parse arguments, call library functions, print.
+
+    lgtc sim    --scenario FILE --policy expert|random --episodes K --seed S [--out DIR] [--json]
+    lgtc demo   the embedded default mission (paper_10x4, centralized expert) -> runs/demo-*/
+    lgtc bench  simulator and assignment benchmarks, appended to docs/BENCHMARKS.md [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import shlex
+import sys
+from pathlib import Path
+
+DEFAULT_SCENARIO = "paper_10x4"
+
+
+def _scenario(name: str):
+    from lgtc_ros.scenario import ScenarioError, load_scenario, resolve_scenario
+
+    try:
+        return load_scenario(resolve_scenario(name))
+    except ScenarioError as exc:
+        raise SystemExit(f"lgtc: {exc}") from None
+
+
+def make_policy(name: str, seed: int):
+    """`expert`, `random` (more kinds arrive with trained models)."""
+    from lgtc_ros.evaluate import RandomPolicy
+    from lgtc_ros.expert import CentralizedExpert
+
+    if name == "expert":
+        return CentralizedExpert()
+    if name == "random":
+        return RandomPolicy(seed)
+    raise SystemExit(f"lgtc: unknown policy '{name}' (use expert or random)")
+
+
+def to_json(data) -> str:
+    """Strict JSON on one line: NaN/inf (e.g. a consumer never covered) become null."""
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(data), allow_nan=False)
+
+
+def format_summary(summary: dict, title: str) -> str:
+    """A small aligned table for humans."""
+    rows = [(k, f"{v:.3f}" if isinstance(v, float) and math.isfinite(v) else str(v)) for k, v in summary.items()]
+    width = max(len(k) for k, _ in rows)
+    line = "-" * (width + 14)
+    return "\n".join([title, line, *(f"{k:<{width}}  {v:>12}" for k, v in rows), line])
+
+
+def run_sim(args) -> int:
+    from tqdm import tqdm
+
+    from lgtc_ros.evaluate import rollout, write_trace_csv
+    from lgtc_ros.plots import trajectory_png
+
+    if args.episodes < 1:
+        raise SystemExit("lgtc: --episodes must be >= 1")
+    scenario = _scenario(args.scenario)
+    policy = make_policy(args.policy, args.seed)
+    with tqdm(total=args.episodes, desc=f"{scenario.name} / {args.policy}", unit="ep",
+              file=sys.stderr, disable=args.quiet) as bar:
+        stats, trace = rollout(scenario, policy, args.episodes, seed=args.seed,
+                               trace=args.out is not None, progress=bar.update)
+    summary = {"scenario": scenario.name, "policy": args.policy, "seed": args.seed, **stats.summary()}
+    if args.out is not None:
+        out = Path(args.out)
+        write_trace_csv(trace, scenario, out / "steps.csv")
+        trajectory_png(trace, scenario, out / "trajectory.png",
+                       title=f"{scenario.name}, {args.policy}, seed {args.seed} (episode 0)")
+        (out / "summary.json").write_text(json.dumps(json.loads(to_json(summary)), indent=2) + "\n")
+        summary["out"] = str(out)
+    if args.json:
+        print(to_json(summary))
+    else:
+        print(format_summary(summary, f"lgtc sim: {args.episodes} episode(s)"))
+        if args.out is not None:
+            print(f"wrote {out}/trajectory.png, {out}/steps.csv, {out}/summary.json")
+    return 0
+
+
+def run_demo(args) -> int:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    args.scenario, args.policy, args.seed = DEFAULT_SCENARIO, "expert", 0
+    args.out = args.out or f"runs/demo-{stamp}"
+    return run_sim(args)
+
+
+def run_bench(args) -> int:
+    from tqdm import tqdm
+
+    from lgtc_ros import bench
+
+    rows = []
+    with tqdm(desc="bench", file=sys.stderr, disable=args.quiet) as bar:
+        if "sim" in args.only:
+            bar.set_postfix_str("simulator")
+            rows += bench.bench_simulator(bench.default_scenario(), batches=args.batches)
+            bar.update()
+        if "assignment" in args.only:
+            rows += bench.bench_assignment(instances=args.instances, cvxpy_instances=args.cvxpy_instances,
+                                           cvxpy_time_limit=args.cvxpy_time_limit,
+                                           progress=lambda msg: (bar.set_postfix_str(msg), bar.update()))
+    command = "lgtc " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "lgtc bench"
+    if not args.no_write:
+        path = bench.append_report(rows, command, args.report)
+        print(f"appended to {path}", file=sys.stderr)
+    print(to_json({"machine": bench.machine(), "rows": rows}) if args.json else bench.format_rows(rows))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lgtc", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, json_help="print the summary as one JSON object on stdout instead of a table"):
+        p.add_argument("--json", action="store_true", help=json_help)
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("sim", help="roll out a policy on a scenario and summarize")
+    p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="YAML file or bundled name (default: %(default)s)")
+    p.add_argument("--policy", default="expert", help="expert | random (default: %(default)s)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes to run (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the episode draws (default: %(default)s)")
+    p.add_argument("--out", default=None, help="write trajectory.png, steps.csv, summary.json here")
+    common(p)
+    p.set_defaults(func=run_sim)
+
+    p = sub.add_parser("demo", help="the embedded default mission: 10 drones, 4 consumers, expert")
+    p.add_argument("--episodes", type=int, default=10, help="episodes to summarize (default: %(default)s)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/demo-<time>)")
+    common(p)
+    p.set_defaults(func=run_demo)
+
+    p = sub.add_parser("bench", help="benchmarks; appends to docs/BENCHMARKS.md")
+    p.add_argument("--only", nargs="+", default=["sim", "assignment"], choices=["sim", "assignment"])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024], help="simulator batch sizes")
+    p.add_argument("--instances", type=int, default=10, help="assignment instances per N (default: %(default)s)")
+    p.add_argument("--cvxpy-instances", type=int, default=5, help="of which also solved by plain cvxpy+SCIP")
+    p.add_argument("--cvxpy-time-limit", type=float, default=60.0, help="seconds per plain cvxpy solve")
+    p.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to append to")
+    p.add_argument("--no-write", action="store_true", help="do not append to the report")
+    common(p, "print all rows as one JSON object on stdout")
+    p.set_defaults(func=run_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Tests for lgtc_ros.assignment (eq. 3 agent-to-consumer assignment)."""
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lgtc_ros.assignment import (
+    AssignmentProblem,
+    AssignmentResult,
+    _solve_dp,
+    _solve_scip,
+    brute_force,
+    cost_matrix,
+    greedy,
+    objective,
+    random_problem,
+    solve,
+    solve_batch,
+    solve_cvxpy,
+)
+
+
+def _general_problem(rng: np.random.Generator, n: int, m: int, r: int) -> AssignmentProblem:
+    """Multi-type supplies, zero demands and non-unit weights, beyond the simulator's draws."""
+    supply = rng.uniform(0, 1, (n, r)) * (rng.random((n, r)) < 0.6)
+    demand = rng.uniform(0, 1.5, (m, r)) * (rng.random((m, r)) < 0.7)
+    return AssignmentProblem(
+        rng.uniform(-1, 1, (n, 2)), supply, rng.uniform(-1, 1, (m, 2)), demand,
+        w_mismatch=float(rng.uniform(0.1, 3)), w_proximity=float(rng.uniform(0.1, 3)),
+        demand_floor=float(rng.uniform(0.05, 0.5)),
+    )
+
+
+def _small_instances(count: int, seed: int):
+    rng = np.random.default_rng(seed)
+    for k in range(count):
+        n = int(rng.integers(1, 7))
+        m = int(rng.integers(1, min(n, 3) + 1))
+        yield random_problem(rng, n, m) if k % 2 else _general_problem(rng, n, m, int(rng.integers(1, 5)))
+
+
+def _assert_feasible(problem: AssignmentProblem, result: AssignmentResult) -> None:
+    assert result.assign.shape == (problem.n_agents,)
+    assert set(result.assign.tolist()) == set(range(problem.n_consumers))
+    assert result.objective == pytest.approx(objective(problem, result.assign), rel=1e-12)
+    assert result.bound <= result.objective + 1e-9
+    assert result.gap >= 0.0
+
+
+def test_objective_matches_paper_formula():
+    rng = np.random.default_rng(0)
+    p = _general_problem(rng, 7, 3, 3)
+    assign = np.array([0, 1, 2, 0, 1, 2, 2])
+    a = np.eye(3)[assign]
+    d_pd = np.linalg.norm(p.agent_pos[:, None] - p.consumer_pos[None], axis=-1)
+    inv_de = 1.0 / np.maximum(p.demand, p.demand_floor)
+    l1 = np.linalg.norm(p.demand - a.T @ p.supply, "fro") ** 2
+    l2 = np.abs((d_pd * np.outer(p.supply.sum(1), np.ones(3)) + p.supply @ inv_de.T) * a).sum()
+    assert objective(p, assign) == pytest.approx(p.w_mismatch * l1 + p.w_proximity * l2, rel=1e-12)
+    assert cost_matrix(p).shape == (7, 3)
+
+
+def test_solve_matches_brute_force_seeded():
+    for p in _small_instances(300, seed=1):
+        exact, fast = brute_force(p), solve(p)
+        _assert_feasible(p, fast)
+        assert fast.status == "optimal" and fast.gap == 0.0
+        assert fast.objective == pytest.approx(exact.objective, rel=1e-6, abs=1e-12)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    n=st.integers(1, 6), m=st.integers(1, 3), r=st.integers(1, 4),
+    seed=st.integers(0, 2**32 - 1), weights=st.tuples(st.floats(0, 5), st.floats(0, 5)),
+)
+def test_solve_matches_brute_force_hypothesis(n, m, r, seed, weights):
+    m = min(m, n)
+    rng = np.random.default_rng(seed)
+    p = AssignmentProblem(rng.normal(size=(n, 2)), rng.exponential(size=(n, r)) * (rng.random((n, r)) < 0.5),
+                          rng.normal(size=(m, 2)), rng.exponential(size=(m, r)) * (rng.random((m, r)) < 0.5),
+                          w_mismatch=weights[0], w_proximity=weights[1])
+    assert solve(p).objective == pytest.approx(brute_force(p).objective, rel=1e-6, abs=1e-9)
+
+
+def test_scip_path_is_exact_with_zero_gap():
+    for k, p in enumerate(_small_instances(16, seed=2)):
+        result = _solve_scip(p, 10.0, 0.0, greedy(p), time.perf_counter())
+        _assert_feasible(p, result)
+        assert result.objective == pytest.approx(brute_force(p).objective, rel=1e-6, abs=1e-9)
+
+
+def test_dp_matches_scip_beyond_brute_force_sizes():
+    rng = np.random.default_rng(3)
+    for n, m in [(10, 4), (9, 5), (12, 2)]:
+        p = random_problem(rng, n, m)
+        dp = objective(p, _solve_dp(p))
+        assert dp == pytest.approx(_solve_scip(p, 30.0, 0.0, greedy(p), time.perf_counter()).objective, rel=1e-6)
+        assert solve(p).solver == "subset-dp"
+
+
+def test_solve_cvxpy_matches_brute_force():
+    for p in list(_small_instances(6, seed=4))[:4]:
+        ref = solve_cvxpy(p, time_limit=30.0)
+        _assert_feasible(p, ref)
+        assert ref.status == "optimal"
+        assert ref.objective == pytest.approx(brute_force(p).objective, rel=1e-6, abs=1e-9)
+
+
+def test_large_instance_meets_gap_target():
+    p = random_problem(np.random.default_rng(5), 50, 10)
+    result = solve(p, time_limit=10.0, gap_limit=0.01)
+    _assert_feasible(p, result)
+    assert result.solver == "scip-direct"
+    assert result.status in ("optimal", "gap_limit") and result.gap <= 0.01
+    assert result.objective <= objective(p, greedy(p)) + 1e-9
+
+
+def test_time_limit_returns_incumbent():
+    p = random_problem(np.random.default_rng(6), 50, 10)
+    for limit in (1e-6, 0.05):  # before SCIP starts, and inside SCIP with an unreachable gap
+        result = solve(p, time_limit=limit, gap_limit=0.0)
+        _assert_feasible(p, result)
+        assert result.status == "time_limit"
+        assert "incumbent" in result.message
+        assert result.gap > 0.0 and np.isfinite(result.bound)
+
+
+def test_greedy_is_feasible():
+    rng = np.random.default_rng(7)
+    for n, m in [(1, 1), (5, 5), (20, 7), (50, 10), (80, 3)]:
+        p = random_problem(rng, n, m)
+        assign = greedy(p)
+        assert set(assign.tolist()) == set(range(m))
+
+
+@pytest.mark.parametrize("solver", [solve, brute_force, greedy, solve_cvxpy])
+def test_fewer_agents_than_consumers_raises(solver):
+    p = random_problem(np.random.default_rng(8), 3, 4)
+    with pytest.raises(ValueError, match="infeasible"):
+        solver(p)
+
+
+def test_brute_force_size_guard():
+    with pytest.raises(ValueError, match="enumeration"):
+        brute_force(random_problem(np.random.default_rng(9), 14, 4))
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("agent_pos", np.zeros((3, 3))),
+        ("agent_pos", np.zeros(3)),
+        ("supply", -np.ones((3, 2))),
+        ("supply", np.full((3, 2), np.nan)),
+        ("supply", np.ones((4, 2))),
+        ("consumer_pos", np.full((2, 2), np.inf)),
+        ("demand", -np.ones((2, 2))),
+        ("demand", np.ones((2, 3))),
+        ("demand", np.ones((0, 2))),
+        ("w_mismatch", -1.0),
+        ("w_proximity", np.nan),
+        ("demand_floor", 0.0),
+    ],
+)
+def test_validation_names_field(field, value):
+    kwargs = dict(agent_pos=np.zeros((3, 2)), supply=np.ones((3, 2)), consumer_pos=np.zeros((2, 2)),
+                  demand=np.ones((2, 2)))
+    kwargs[field] = value
+    with pytest.raises(ValueError, match=field.split("_")[0]):
+        AssignmentProblem(**kwargs)
+
+
+def test_problem_is_an_immutable_copy():
+    supply = np.ones((2, 1))
+    p = AssignmentProblem(np.zeros((2, 2)), supply, np.zeros((1, 2)), np.ones((1, 1)))
+    supply[0, 0] = 5.0
+    assert p.supply[0, 0] == 1.0
+    with pytest.raises(ValueError):
+        p.supply[0, 0] = 2.0
+
+
+def test_objective_rejects_bad_assignments():
+    p = random_problem(np.random.default_rng(10), 4, 2)
+    for bad in (np.array([0, 1, 2, 0]), np.array([0, 1]), np.array([0.0, 1.0, 0.0, 1.0])):
+        with pytest.raises(ValueError):
+            objective(p, bad)
+
+
+def test_random_problem_distribution():
+    n, m = 30, 6
+    p = random_problem(np.random.default_rng(11), n, m)
+    assert np.all(np.abs(p.agent_pos) <= 0.9) and np.all(np.abs(p.consumer_pos) <= 0.8)
+    assert np.all((p.demand > 0).sum(1) == 2)
+    assert np.all((p.demand[p.demand > 0] >= 0.5) & (p.demand[p.demand > 0] <= 1.0))
+    hi = m / n
+    assert np.all((p.supply > 0).sum(1) == 1)
+    assert np.all((p.supply.sum(1) >= hi / 2) & (p.supply.sum(1) <= hi))
+    assert p.supply.sum() <= p.demand.sum()
+    again = random_problem(np.random.default_rng(11), n, m)
+    assert np.array_equal(again.supply, p.supply) and np.array_equal(again.demand, p.demand)
+
+
+def test_solve_batch():
+    problems = [random_problem(np.random.default_rng(s), 10, 4) for s in range(3)]
+    results = solve_batch(problems, gap_limit=0.0)
+    assert [r.objective for r in results] == [solve(p).objective for p in problems]

@@ -1,0 +1,54 @@
+"""The `lgtc` command line: sim summaries (table and JSON), outputs, clear errors, bench rows."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lgtc_ros.cli import main
+
+
+def test_sim_json_is_one_object(capsys):
+    assert main(["sim", "--episodes", "2", "--policy", "random", "--seed", "3", "--json", "--quiet"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1
+    summary = json.loads(out[0])
+    assert summary["episodes"] == 2 and summary["policy"] == "random"
+    for key in ("demand_satisfied_pct", "collisions_mean", "return_mean", "return_collision"):
+        assert key in summary
+
+
+def test_sim_writes_png_csv_and_summary(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["sim", "--episodes", "1", "--out", str(out), "--quiet"]) == 0
+    assert "demand_satisfied_pct" in capsys.readouterr().out
+    assert (out / "trajectory.png").stat().st_size > 10_000
+    rows = (out / "steps.csv").read_text().splitlines()
+    assert len(rows) == 1 + 200 * 10 and rows[0].startswith("step,time_s,agent")
+    assert json.loads((out / "summary.json").read_text())["scenario"] == "paper_10x4"
+
+
+def test_bad_scenario_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nn_agents: 2\nn_consumers: 1\nresources: [{name: a, kind: persistent}]\nv_max: -1\n")
+    with pytest.raises(SystemExit, match=r"bad.yaml: field 'v_max' = -1.0: must be > 0"):
+        main(["sim", "--scenario", str(bad), "--quiet"])
+    with pytest.raises(SystemExit, match="unknown policy"):
+        main(["sim", "--policy", "genius", "--quiet"])
+
+
+def test_bench_sim_rows(tmp_path, capsys):
+    report = tmp_path / "BENCH.md"
+    assert main(["bench", "--only", "sim", "--batches", "1", "4", "--json", "--quiet", "--report", str(report)]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["envs"] for r in rows] == [1, 4]
+    assert all(r["agent_steps_per_s"] > 0 and r["loop_agent_steps_per_s"] > 0 for r in rows)
+    text = report.read_text()
+    assert "lgtc bench" in text and "machine:" in text and "| envs |" in text
+
+
+def test_console_script_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "lgtc_ros.cli", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "sim" in proc.stdout and "bench" in proc.stdout
