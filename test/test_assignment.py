@@ -70,7 +70,7 @@ def test_solve_matches_brute_force_seeded():
         assert fast.objective == pytest.approx(exact.objective, rel=1e-6, abs=1e-12)
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
 @given(
     n=st.integers(1, 6), m=st.integers(1, 3), r=st.integers(1, 4),
     seed=st.integers(0, 2**32 - 1), weights=st.tuples(st.floats(0, 5), st.floats(0, 5)),
@@ -85,19 +85,38 @@ def test_solve_matches_brute_force_hypothesis(n, m, r, seed, weights):
 
 
 def test_scip_path_is_exact_with_zero_gap():
-    for k, p in enumerate(_small_instances(16, seed=2)):
+    for p in _small_instances(60, seed=2):
         result = _solve_scip(p, 10.0, 0.0, greedy(p), time.perf_counter())
         _assert_feasible(p, result)
         assert result.objective == pytest.approx(brute_force(p).objective, rel=1e-6, abs=1e-9)
 
 
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(n=st.integers(1, 6), m=st.integers(1, 3), seed=st.integers(0, 2**32 - 1), zero_weight=st.sampled_from([0, 1, 2]))
+def test_scip_path_matches_brute_force_hypothesis(n, m, seed, zero_weight):
+    p = _general_problem(np.random.default_rng(seed), n, min(m, n), 3)
+    if zero_weight:  # a pure proximity or a pure mismatch problem
+        p = AssignmentProblem(p.agent_pos, p.supply, p.consumer_pos, p.demand,
+                              w_mismatch=float(zero_weight == 2), w_proximity=float(zero_weight == 1))
+    result = _solve_scip(p, 10.0, 0.0, greedy(p), time.perf_counter())
+    assert result.objective == pytest.approx(brute_force(p).objective, rel=1e-6, abs=1e-9)
+
+
 def test_dp_matches_scip_beyond_brute_force_sizes():
     rng = np.random.default_rng(3)
-    for n, m in [(10, 4), (9, 5), (12, 2)]:
+    for n, m in [(10, 4), (9, 5), (12, 2), (13, 5)]:
         p = random_problem(rng, n, m)
         dp = objective(p, _solve_dp(p))
         assert dp == pytest.approx(_solve_scip(p, 30.0, 0.0, greedy(p), time.perf_counter()).objective, rel=1e-6)
-        assert solve(p).solver == "subset-dp"
+    assert solve(random_problem(rng, 10, 4)).solver == "subset-dp"
+    assert solve(random_problem(rng, 13, 5)).solver == "scip-direct"
+
+
+def test_scip_path_matches_cvxpy_mid_size():
+    p = random_problem(np.random.default_rng(12), 20, 5)
+    fast, ref = solve(p, time_limit=30.0, gap_limit=0.0), solve_cvxpy(p, time_limit=30.0)
+    assert fast.status == ref.status == "optimal"
+    assert fast.objective == pytest.approx(ref.objective, rel=1e-6)
 
 
 def test_solve_cvxpy_matches_brute_force():
@@ -118,13 +137,21 @@ def test_large_instance_meets_gap_target():
 
 
 def test_time_limit_returns_incumbent():
-    p = random_problem(np.random.default_rng(6), 50, 10)
-    for limit in (1e-6, 0.05):  # before SCIP starts, and inside SCIP with an unreachable gap
+    p = random_problem(np.random.default_rng(1), 100, 20)  # proving optimality takes seconds
+    for limit in (1e-6, 0.15):  # before SCIP starts, and inside SCIP
         result = solve(p, time_limit=limit, gap_limit=0.0)
         _assert_feasible(p, result)
         assert result.status == "time_limit"
         assert "incumbent" in result.message
         assert result.gap > 0.0 and np.isfinite(result.bound)
+        assert result.solver in ("greedy", "scip-direct")
+
+
+def test_solve_cvxpy_time_limit_returns_incumbent():
+    p = random_problem(np.random.default_rng(1), 100, 20)
+    result = solve_cvxpy(p, time_limit=0.01)
+    _assert_feasible(p, result)
+    assert result.status == "time_limit" and "incumbent" in result.message
 
 
 def test_greedy_is_feasible():

@@ -1,0 +1,1 @@
+"""Policies: the LGTC network, its actor/critic heads, export for one drone."""

@@ -1,0 +1,142 @@
+"""TorchScript export of the actor for ONE drone's decentralized step, with a metadata JSON.
+
+    velocity, x_new, psi, attention = module(pos, supply, consumer_pos, demand, kinds, x, nb_psi, nb_x)
+
+Inputs (arena units, float32): own position [2], own supplies [r], consumer positions [M,2],
+open demands [M,r], resource kinds [r] (1 persistent), own previous state x [F], and the
+previous-tick messages of the K neighbours within radius C: nb_psi [K,G], nb_x [K,F] (K may be 0).
+Outputs: velocity command [2] (the mean action, clipped to norm v_max, arena units/s), the new
+state x [F], and the message to broadcast this tick: (psi [G], x_new [F]); attention [M].
+
+The same file carries `batched(...)` ([B,N,...] tensors and the neighbour mask) for fast
+evaluation; both run the identical `LGTC.core`, and a test proves they agree to 1e-5.
+Beside `name.pt` lies `name.json`: shapes, scenario limits, training config, git commit, metrics.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+from typing import Tuple
+
+import torch
+from torch import Tensor, nn
+
+from lgtc_ros.policy.heads import LOG_STD_MAX, LOG_STD_MIN, ActorCritic  # noqa: F401
+from lgtc_ros.policy.lgtc import LGTC
+
+FORMAT_VERSION = 1
+
+
+class ModelMismatch(ValueError):
+    """An exported model does not fit the scenario it is asked to fly."""
+
+
+class DroneStep(nn.Module):
+    """The actor of an `ActorCritic` as one drone's step (TorchScript-able)."""
+
+    __constants__ = ["v_max", "state_dim", "feature_dim"]
+
+    def __init__(self, model: ActorCritic, v_max: float):
+        super().__init__()
+        self.cell: LGTC = model.actor
+        self.head = model.actor_head
+        self.v_max = float(v_max)
+        self.state_dim = model.cfg.state_dim
+        self.feature_dim = model.cfg.feature_dim
+
+    def _velocity(self, y: Tensor) -> Tensor:
+        mean = self.head(y)[..., :2].clamp(-1.0, 1.0) * self.v_max
+        norm = mean.norm(dim=-1, keepdim=True)
+        return mean * torch.clamp(self.v_max / norm.clamp_min(1e-12), max=1.0)
+
+    def forward(self, pos: Tensor, supply: Tensor, consumer_pos: Tensor, demand: Tensor, kinds: Tensor,
+                x: Tensor, nb_psi: Tensor, nb_x: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        k = nb_psi.shape[0]
+        if k > 0:  # row-normalized adjacency: the mean of the neighbours' messages
+            agg_psi = nb_psi.mean(0)
+            agg_x = nb_x.mean(0)
+        else:
+            agg_psi = torch.zeros(self.feature_dim)
+            agg_x = torch.zeros(self.state_dim)
+        y, x_new, psi, aux = self.cell.core(pos, supply, consumer_pos, demand, kinds, x, agg_psi, agg_x)
+        return self._velocity(y), x_new, psi, aux["attention"]
+
+    @torch.jit.export
+    def batched(self, pos: Tensor, supply: Tensor, consumer_pos: Tensor, demand: Tensor, kinds: Tensor,
+                x: Tensor, psi_prev: Tensor, neighbours: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """[B,N,...] inputs, consumers [B,M,.], neighbours [B,N,N] bool; same outputs batched."""
+        s = neighbours.to(pos.dtype)
+        s = s / s.sum(-1, keepdim=True).clamp_min(1.0)
+        y, x_new, psi, aux = self.cell.core(pos, supply, consumer_pos.unsqueeze(1), demand.unsqueeze(1), kinds,
+                                            x, torch.matmul(s, psi_prev), torch.matmul(s, x))
+        return self._velocity(y), x_new, psi, aux["attention"]
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def export(model: ActorCritic, scenario, out: str | Path, training: dict | None = None,
+           metrics: dict | None = None) -> tuple[Path, Path]:
+    """Write `out` (TorchScript) and `out.json` (metadata). Returns both paths."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    module = torch.jit.script(DroneStep(model.eval(), scenario.v_max))
+    module.save(str(out))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "kind": "lgtc_ros drone step",
+        "inputs": {"pos": [2], "supply": ["r"], "consumer_pos": ["M", 2], "demand": ["M", "r"], "kinds": ["r"],
+                   "x": ["F"], "nb_psi": ["K", "G"], "nb_x": ["K", "F"]},
+        "outputs": {"velocity": [2], "x_new": ["F"], "psi": ["G"], "attention": ["M"]},
+        "shapes": {"M": scenario.n_consumers, "r": scenario.n_resources, "F": model.cfg.state_dim,
+                   "G": model.cfg.feature_dim},
+        "consensus": model.cfg.consensus,
+        "lgtc": asdict(model.cfg),
+        "scenario": {"name": scenario.name, "n_agents": scenario.n_agents, "n_consumers": scenario.n_consumers,
+                     "resources": [asdict(r) for r in scenario.resources], "v_max": scenario.v_max,
+                     "comm_radius": scenario.comm_radius, "dt": scenario.dt},
+        "training": training or {},
+        "metrics": metrics or {},
+        "git_commit": git_commit(),
+        "torch": torch.__version__,
+    }
+    meta_path = out.with_suffix(".json")
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return out, meta_path
+
+
+def load(path: str | Path, scenario=None) -> tuple[torch.jit.ScriptModule, dict]:
+    """Load an exported model and its metadata; with `scenario`, check they fit (clear error if not)."""
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    if not path.is_file():
+        raise FileNotFoundError(f"no exported model at {path}")
+    if not meta_path.is_file():
+        raise ModelMismatch(f"{path}: metadata {meta_path.name} is missing; re-export the model")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelMismatch(f"{path}: format_version {meta.get('format_version')} != {FORMAT_VERSION}; re-export")
+    if scenario is not None:
+        check_fits(meta, scenario, str(path))
+    return torch.jit.load(str(path)), meta
+
+
+def check_fits(meta: dict, scenario, name: str = "model") -> None:
+    """M, r and the kind of every resource type must match the scenario."""
+    want = {"M": scenario.n_consumers, "r": scenario.n_resources}
+    for key, value in want.items():
+        if meta["shapes"][key] != value:
+            label = "consumers (M)" if key == "M" else "resource types (r)"
+            raise ModelMismatch(f"{name} was trained for {meta['shapes'][key]} {label}, scenario "
+                                f"'{scenario.name}' has {value}")
+    kinds = [r["kind"] for r in meta["scenario"]["resources"]]
+    if kinds != [r.kind for r in scenario.resources]:
+        raise ModelMismatch(f"{name} expects resource kinds {kinds}, scenario '{scenario.name}' has "
+                            f"{[r.kind for r in scenario.resources]}")

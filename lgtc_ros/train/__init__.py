@@ -1,0 +1,1 @@
+"""Trainers: LGTC-IPPO / IPPO (ippo.py) and shared plumbing (runner.py)."""

@@ -1,0 +1,408 @@
+"""LGTC-IPPO and vanilla IPPO (paper §III.C, eq. 12-15), CleanRL style: read it top to bottom.
+
+Order: config, pure functions (GAE, PPO losses), the training loop. Independent PPO: every
+agent has its own value estimate from its own reward, parameters are shared across agents.
+The recurrent consensus state is carried through the rollout and stored; updates recompute one
+step from the stored state (truncated back-propagation of length 1), so minibatches are
+independent env-steps (each with all its N agents, which the graph filter couples).
+
+    lgtc train --algo lgtc-ippo --scenario paper_10x4 --steps 3000000 --seed 0 --out runs/lgtc
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.distributions import Normal
+
+from lgtc_ros.policy.heads import ActorCritic, HeadConfig, obs_dict
+from lgtc_ros.policy.lgtc import LGTCConfig, row_normalized
+from lgtc_ros.scenario import load_scenario, resolve_scenario
+from lgtc_ros.train.runner import (CsvLog, learning_curve_png, load_checkpoint, rng_state, save_checkpoint,
+                                   seed_everything, set_rng_state)
+from lgtc_ros.world import TERMS, World
+
+ALGOS = ("lgtc-ippo", "ippo")
+
+
+@dataclass
+class Args:
+    algo: str = "lgtc-ippo"
+    """lgtc-ippo (consensus state + contractivity penalty) or ippo (vanilla: no state, §IV)."""
+    scenario: str = "paper_10x4"
+    """Scenario YAML path or bundled name."""
+    total_steps: int = 3_000_000
+    """Environment steps to train for (one env step = N agent transitions)."""
+    seed: int = 0
+    out: str = "runs/train"
+    """Output folder: train_log.csv, checkpoint.pt, policy.pt, learning_curve.png, config.json."""
+    num_envs: int = 32
+    """Parallel envs of the batched simulator."""
+    num_steps: int = 200
+    """Steps per env per rollout (32 x 200 = 6400 ~ Table I's 6144)."""
+    learning_rate: float = 2e-4
+    anneal_lr: bool = False
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    update_epochs: int = 4
+    minibatch_size: int = 64
+    """Env-steps per minibatch (Table I batch 64); each carries all N agents."""
+    clip_coef: float = 0.2
+    ent_coef: float = 0.0
+    """Table I uses no entropy bonus for the PPO family."""
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    alpha: float = 1.0
+    """Weight of the contractivity penalty Pi of eq. (14)-(15)."""
+    margin: float = 0.1
+    """Required contraction rate c >= margin."""
+    feature_dim: int = 64
+    state_dim: int = 64
+    hidden: tuple[int, ...] = (256, 256)
+    unfolds: int = 3
+    ode_dt: float = 1.0 / 3.0
+    threads: int = 2
+    checkpoint_every: int = 10
+    """Updates between checkpoints on disk."""
+
+    def validate(self) -> None:
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo = {self.algo!r}: must be one of {ALGOS}")
+        for name in ("total_steps", "num_envs", "num_steps", "update_epochs", "minibatch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} = {getattr(self, name)}: must be >= 1")
+        if self.minibatch_size > self.num_envs * self.num_steps:
+            raise ValueError(f"minibatch_size = {self.minibatch_size}: larger than a rollout "
+                             f"({self.num_envs} x {self.num_steps} env-steps)")
+
+
+def build_model(args: Args, n_resources: int) -> ActorCritic:
+    cfg = LGTCConfig(n_resources=n_resources, feature_dim=args.feature_dim, state_dim=args.state_dim,
+                     unfolds=args.unfolds, ode_dt=args.ode_dt, consensus=args.algo == "lgtc-ippo")
+    return ActorCritic(cfg, HeadConfig(hidden=tuple(args.hidden)))
+
+
+# ----------------------------------------------------------------------------- pure functions
+
+
+def gae(rewards: Tensor, values: Tensor, dones: Tensor, last_value: Tensor, gamma: float,
+        lam: float) -> tuple[Tensor, Tensor]:
+    """Generalized advantage estimation. rewards/values/dones [T,...]; dones[t] = 1 when the
+    episode ended after step t (no bootstrap across it); last_value [...] = V(s_T).
+    Returns (advantages, returns) [T,...]."""
+    advantages = torch.zeros_like(rewards)
+    lastgaelam = torch.zeros_like(last_value)
+    for t in reversed(range(rewards.shape[0])):
+        next_value = last_value if t == rewards.shape[0] - 1 else values[t + 1]
+        nonterminal = 1.0 - dones[t]
+        delta = rewards[t] + gamma * next_value * nonterminal - values[t]
+        lastgaelam = delta + gamma * lam * nonterminal * lastgaelam
+        advantages[t] = lastgaelam
+    return advantages, advantages + values
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    return (x * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def ppo_losses(new_logprob: Tensor, old_logprob: Tensor, advantages: Tensor, new_value: Tensor,
+               returns: Tensor, clip_coef: float, mask: Tensor) -> dict[str, Tensor]:
+    """Clipped surrogate (eq. 12, as a loss to minimize) and value loss (eq. 13), over `mask`."""
+    logratio = new_logprob - old_logprob
+    ratio = logratio.exp()
+    pg1 = -advantages * ratio
+    pg2 = -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)
+    with torch.no_grad():
+        approx_kl = masked_mean((ratio - 1) - logratio, mask)
+        clipfrac = masked_mean(((ratio - 1).abs() > clip_coef).float(), mask)
+    return {
+        "pg_loss": masked_mean(torch.maximum(pg1, pg2), mask),
+        "v_loss": 0.5 * masked_mean((new_value - returns) ** 2, mask),
+        "approx_kl": approx_kl,
+        "clipfrac": clipfrac,
+    }
+
+
+def normalize(adv: Tensor, mask: Tensor) -> Tensor:
+    mean = masked_mean(adv, mask)
+    std = masked_mean((adv - mean) ** 2, mask).sqrt()
+    return (adv - mean) / (std + 1e-8)
+
+
+# ----------------------------------------------------------------------------- training loop
+
+LOG_FIELDS = ["update", "env_steps", "agent_steps", "wall_s", "sps_env", "sps_agent", "lr",
+              "episode_return", "episodes", *[f"ret_{k}" for k in TERMS], "pg_loss", "v_loss",
+              "entropy", "approx_kl", "clipfrac", "explained_variance", "contraction_min",
+              "contraction_mean", "tau_min", "penalty"]
+WORLD_STATE = ("pos", "supply", "active", "consumer_pos", "need", "demand", "assign", "contributed",
+               "fired", "t", "supply0", "need0")
+
+
+class Trainer:
+    """Holds everything a checkpoint must restore for the next update to be bit-identical."""
+
+    def __init__(self, args: Args):
+        args.validate()
+        self.args = args
+        self.out = Path(args.out)
+        self.scenario = load_scenario(resolve_scenario(args.scenario))
+        seed_everything(args.seed, args.threads)
+        s = self.scenario
+        self.world = World(s, n_envs=args.num_envs, seed=args.seed)
+        self.model = build_model(args, s.n_resources)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=args.learning_rate, eps=1e-5)
+        self.state = self.model.initial_state(args.num_envs, s.n_agents)
+        self.update, self.env_steps, self.wall = 0, 0, 0.0
+        self.ep_terms = {k: torch.zeros(args.num_envs, s.n_agents) for k in TERMS}
+        self.log = CsvLog(self.out / "train_log.csv", LOG_FIELDS)
+
+    # -------------------------------------------------------------- checkpoints
+
+    def snapshot(self) -> dict:
+        w = self.world
+        return {
+            "args": asdict(self.args), "update": self.update, "env_steps": self.env_steps, "wall": self.wall,
+            "model": {k: v.clone() for k, v in self.model.state_dict().items()},
+            "opt": _clone(self.opt.state_dict()),
+            "world": {k: getattr(w, k).clone() for k in WORLD_STATE}, "world_gen": w.gen.get_state(),
+            "state": {k: v.clone() for k, v in self.state.items()},
+            "ep_terms": {k: v.clone() for k, v in self.ep_terms.items()}, "rng": rng_state(),
+        }
+
+    def restore(self, ck: dict) -> None:
+        self.update, self.env_steps, self.wall = ck["update"], ck["env_steps"], ck["wall"]
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["opt"])
+        for k, v in ck["world"].items():
+            setattr(self.world, k, v.clone())
+        self.world.gen.set_state(ck["world_gen"])
+        self.state = {k: v.clone() for k, v in ck["state"].items()}
+        self.ep_terms = {k: v.clone() for k, v in ck["ep_terms"].items()}
+        set_rng_state(ck["rng"])
+        self.log.truncate_after(self.update)
+
+    # -------------------------------------------------------------- one update
+
+    def collect(self) -> dict[str, Tensor]:
+        """One rollout of num_steps x num_envs env-steps with the current policy."""
+        a, s, w, model = self.args, self.scenario, self.world, self.model
+        buf: dict[str, list[Tensor]] = {}
+        finished: list[dict[str, float]] = []
+
+        def put(name: str, value: Tensor) -> None:
+            buf.setdefault(name, []).append(value)
+
+        for _ in range(a.num_steps):
+            obs = w.observe()
+            od = obs_dict(obs)
+            S = row_normalized(obs.neighbours)
+            with torch.no_grad():
+                mean, log_std, value, new_state, aux = model.step(od, self.state, S)
+                action = mean + log_std.exp() * torch.randn_like(mean)
+                logprob = Normal(mean, log_std.exp()).log_prob(action).sum(-1)
+            for k in ("pos", "supply", "consumer_pos", "demand"):
+                put(k, od[k].clone())  # the world resets some tensors in place
+            for k, v in self.state.items():
+                put(k, v)
+            put("S", S), put("action", action), put("logprob", logprob), put("value", value)
+            put("active", obs.active.float())  # .float() copies
+            put("contraction", model.actor.contraction_rate(aux["f"], S.sum(-1)) if model.cfg.consensus
+                else torch.zeros(a.num_envs))
+            res = w.step(action * s.v_max)
+            put("reward", res.reward)
+            put("done", res.done.float())
+            for k in TERMS:
+                self.ep_terms[k] += res.terms[k]
+            self.state = new_state
+            if res.done.any():
+                done = res.done
+                n_active = obs.active.float().sum(-1).clamp_min(1)
+                for e in torch.nonzero(done).flatten().tolist():
+                    per_term = {k: float(self.ep_terms[k][e].sum() / n_active[e]) for k in TERMS}
+                    finished.append(per_term)
+                for k in TERMS:
+                    self.ep_terms[k][done] = 0.0
+                w.reset(done)
+                for k in self.state:
+                    self.state[k][done] = 0.0
+        self.env_steps += a.num_steps * a.num_envs
+        rollout = {k: torch.stack(v) for k, v in buf.items()}
+        obs = w.observe()
+        with torch.no_grad():
+            last_value, *_ = model.critic_step(obs_dict(obs), self.state["x_v"], self.state["psi_v"],
+                                               row_normalized(obs.neighbours))
+        rollout["last_value"] = last_value
+        rollout["finished"] = finished  # type: ignore[assignment]
+        return rollout
+
+    def learn(self, ro: dict) -> dict[str, float]:
+        a, model = self.args, self.model
+        dones = ro["done"][..., None].expand_as(ro["reward"])
+        adv, ret = gae(ro["reward"], ro["value"], dones, ro["last_value"], a.gamma, a.gae_lambda)
+        T, B = ro["reward"].shape[:2]
+        flat = lambda x: x.reshape(T * B, *x.shape[2:])  # noqa: E731
+        data = {k: flat(ro[k]) for k in ("pos", "supply", "consumer_pos", "demand", "S", "action", "logprob",
+                                         "value", "active", "x_pi", "psi_pi", "x_v", "psi_v")}
+        data["adv"], data["ret"] = flat(adv), flat(ret)
+        kinds = self.world.kinds
+        stats: dict[str, list[float]] = {}
+        for _ in range(a.update_epochs):
+            order = torch.randperm(T * B)
+            for start in range(0, T * B, a.minibatch_size):
+                idx = order[start:start + a.minibatch_size]
+                mb = {k: v[idx] for k, v in data.items()}
+                od = {"pos": mb["pos"], "supply": mb["supply"], "consumer_pos": mb["consumer_pos"],
+                      "demand": mb["demand"], "kinds": kinds}
+                state = {k: mb[k] for k in ("x_pi", "psi_pi", "x_v", "psi_v")}
+                mean, log_std, value, _, aux = model.step(od, state, mb["S"])
+                dist = Normal(mean, log_std.exp())
+                new_logprob = dist.log_prob(mb["action"]).sum(-1)
+                entropy = masked_mean(dist.entropy().sum(-1), mb["active"])
+                losses = ppo_losses(new_logprob, mb["logprob"], normalize(mb["adv"], mb["active"]), value,
+                                    mb["ret"], a.clip_coef, mb["active"])
+                rows = mb["S"].sum(-1)
+                pen_pi = model.actor.contractivity_penalty(model.actor.contraction_rate(aux["f"], rows), a.margin) \
+                    if model.cfg.consensus else torch.zeros(())
+                pen_v = model.critic.contractivity_penalty(model.critic.contraction_rate(aux["f_v"], rows), a.margin) \
+                    if model.cfg.consensus else torch.zeros(())
+                # eq. (14): J_pi + alpha Pi_pi and J_V + alpha Pi_V; both penalties >= 0, they only
+                # ever push back toward the constraints of Theorem 1
+                loss = (losses["pg_loss"] - a.ent_coef * entropy + a.alpha * pen_pi
+                        + a.vf_coef * (losses["v_loss"] + a.alpha * pen_v))
+                self.opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), a.max_grad_norm)
+                self.opt.step()
+                for k, v in {**losses, "entropy": entropy, "penalty": pen_pi + pen_v}.items():
+                    stats.setdefault(k, []).append(float(v.detach()))
+        y_pred, y_true = data["value"].flatten(), data["ret"].flatten()
+        var = float(y_true.var())
+        out = {k: float(np.mean(v)) for k, v in stats.items()}
+        out["explained_variance"] = float("nan") if var == 0 else 1 - float((y_true - y_pred).var()) / var
+        return out
+
+    def run(self, progress: Callable[[int, dict], None] | None = None) -> str:
+        """Train until total_steps. Returns 'done' or 'interrupted' (Ctrl-C saves a checkpoint)."""
+        a = self.args
+        boundary = self.snapshot()
+        try:
+            while self.env_steps < a.total_steps:
+                t0 = time.perf_counter()
+                if a.anneal_lr:
+                    frac = 1.0 - self.env_steps / a.total_steps
+                    self.opt.param_groups[0]["lr"] = frac * a.learning_rate
+                self.update += 1
+                ro = self.collect()
+                stats = self.learn(ro)
+                dt = time.perf_counter() - t0
+                self.wall += dt
+                row = self._log_row(ro, stats, dt)
+                self.log.write(row)
+                boundary = self.snapshot()
+                if self.update % a.checkpoint_every == 0:
+                    save_checkpoint(self.out / "checkpoint.pt", boundary)
+                if progress:
+                    progress(a.num_steps * a.num_envs, row)
+        except KeyboardInterrupt:
+            save_checkpoint(self.out / "checkpoint.pt", boundary)
+            return "interrupted"
+        save_checkpoint(self.out / "checkpoint.pt", boundary)
+        self.finish()
+        return "done"
+
+    def _log_row(self, ro: dict, stats: dict, dt: float) -> dict:
+        a, n = self.args, self.scenario.n_agents
+        finished = ro["finished"]
+        row = {
+            "update": self.update, "env_steps": self.env_steps, "agent_steps": self.env_steps * n,
+            "wall_s": self.wall, "sps_env": a.num_steps * a.num_envs / dt,
+            "sps_agent": a.num_steps * a.num_envs * n / dt, "lr": self.opt.param_groups[0]["lr"],
+            "episodes": len(finished),
+            "episode_return": float(np.mean([sum(f.values()) for f in finished])) if finished else float("nan"),
+            "contraction_min": float(ro["contraction"].min()), "contraction_mean": float(ro["contraction"].mean()),
+            "tau_min": float(self.model.actor.tau.min()) if self.model.cfg.consensus else float("nan"),
+            **stats,
+        }
+        for k in TERMS:
+            row[f"ret_{k}"] = float(np.mean([f[k] for f in finished])) if finished else float("nan")
+        return row
+
+    def finish(self) -> None:
+        """Final policy, config and learning curve beside the log."""
+        save_policy(self.out / "policy.pt", self.model, self.args, self.scenario.source)
+        (self.out / "config.json").write_text(json.dumps(asdict(self.args), indent=2) + "\n")
+        learning_curve_png(self.out / "train_log.csv", self.out / "learning_curve.png",
+                           f"{self.args.algo} on {self.scenario.name} (seed {self.args.seed})", TERMS)
+
+
+def save_policy(path: Path, model: ActorCritic, args: Args, scenario_source: str) -> None:
+    """The trained networks with what is needed to rebuild them (not TorchScript: see export.py)."""
+    save_checkpoint(path, {"model": model.state_dict(), "args": asdict(args), "lgtc": asdict(model.cfg),
+                           "head": asdict(model.head_cfg), "scenario": scenario_source})
+
+
+def load_policy(path: str | Path) -> tuple[ActorCritic, dict]:
+    """Rebuild an `ActorCritic` from `policy.pt` (or a training checkpoint)."""
+    from lgtc_ros.policy.lgtc import LGTCConfig
+
+    ck = load_checkpoint(path)
+    if "lgtc" in ck:
+        cfg = LGTCConfig(**ck["lgtc"])
+        head = HeadConfig(**{**ck["head"], "hidden": tuple(ck["head"]["hidden"])})
+        model = ActorCritic(cfg, head)
+    else:  # a training checkpoint
+        args = Args(**{**ck["args"], "hidden": tuple(ck["args"]["hidden"])})
+        scenario = load_scenario(resolve_scenario(args.scenario))
+        model = build_model(args, scenario.n_resources)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return model, ck
+
+
+def _clone(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.clone()
+    if isinstance(obj, dict):
+        return {k: _clone(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clone(v) for v in obj]
+    return obj
+
+
+def train(args: Args, resume: bool = False, show_progress: bool = True) -> str:
+    """Entry point of `lgtc train`: progress bar with reward and speed; returns the run status."""
+    from tqdm import tqdm
+
+    out = Path(args.out)
+    if not resume and (out / "checkpoint.pt").exists():
+        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it or choose another --out")
+    if resume:
+        ck = load_checkpoint(out / "checkpoint.pt")
+        saved = {**ck["args"], "hidden": tuple(ck["args"]["hidden"])}
+        args = Args(**{**saved, "total_steps": args.total_steps, "out": args.out})
+    trainer = Trainer(args)
+    if resume:
+        trainer.restore(ck)
+    (out / "config.json").parent.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
+    with tqdm(total=args.total_steps, initial=min(trainer.env_steps, args.total_steps), unit="step",
+              desc=f"{args.algo} {trainer.scenario.name}", disable=not show_progress, smoothing=0.3) as bar:
+        def progress(steps: int, row: dict) -> None:
+            ret = row["episode_return"]
+            bar.set_postfix(ret=f"{ret:.2f}" if math.isfinite(ret) else "-", sps=f"{row['sps_env']:.0f}",
+                            kl=f"{row.get('approx_kl', 0):.3f}", c=f"{row['contraction_min']:.2f}")
+            bar.update(steps)
+        status = trainer.run(progress)
+    if status == "interrupted":
+        print(f"\ninterrupted: checkpoint saved at update {trainer.update - 1 if trainer.update else 0} "
+              f"in {out / 'checkpoint.pt'}; continue with --resume")
+    return status

@@ -1,0 +1,138 @@
+"""What every trainer shares: seeding, the CSV log, checkpoints and the learning-curve figure."""
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int, threads: int | None = None) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+class CsvLog:
+    """Append-only CSV with a fixed header (written once); survives resume."""
+
+    def __init__(self, path: str | Path, fields: list[str]):
+        self.path, self.fields = Path(path), fields
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            with self.path.open("w", newline="") as fh:
+                csv.writer(fh).writerow(fields)
+
+    def write(self, row: dict[str, Any]) -> None:
+        with self.path.open("a", newline="") as fh:
+            csv.writer(fh).writerow([_fmt(row.get(k, "")) for k in self.fields])
+
+    def truncate_after(self, update: int) -> None:
+        """On resume: drop rows logged after the checkpoint (they will be produced again)."""
+        rows = read_csv(self.path)
+        with self.path.open("w", newline="") as fh:
+            out = csv.writer(fh)
+            out.writerow(self.fields)
+            for row in rows:
+                if int(float(row["update"])) <= update:
+                    out.writerow([row.get(k, "") for k in self.fields])
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    with Path(path).open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Atomic write: a crash while saving never leaves a truncated checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path} (train without --resume first)")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def learning_curve_png(csv_path: str | Path, png_path: str | Path, title: str,
+                       terms: tuple[str, ...] = ()) -> Path:
+    """Return vs environment steps, the reward terms, losses and the contraction rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_csv(csv_path)
+    png_path = Path(png_path)
+    if not rows:
+        return png_path
+    col = lambda k: np.array([float(r[k]) if r.get(k, "") not in ("", "nan") else np.nan for r in rows])  # noqa: E731
+    steps = col("env_steps")
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    ax = axes[0, 0]
+    ax.plot(steps, col("episode_return"), lw=1, alpha=0.4, label="per update")
+    ax.plot(steps, _smooth(col("episode_return")), lw=2, label="smoothed")
+    ax.set(title="per-agent episode return", xlabel="environment steps")
+    ax.legend()
+    ax = axes[0, 1]
+    for k in terms:
+        if f"ret_{k}" in rows[0]:
+            ax.plot(steps, _smooth(col(f"ret_{k}")), label=k)
+    ax.set(title="return per reward term (eq. 2)", xlabel="environment steps")
+    ax.legend(fontsize=7)
+    ax = axes[1, 0]
+    for k in ("pg_loss", "v_loss", "entropy", "approx_kl"):
+        if k in rows[0]:
+            ax.plot(steps, col(k), label=k)
+    ax.set(title="losses", xlabel="environment steps", yscale="symlog")
+    ax.legend(fontsize=8)
+    ax = axes[1, 1]
+    for k in ("contraction_min", "contraction_mean", "tau_min", "penalty"):
+        if k in rows[0]:
+            ax.plot(steps, col(k), label=k)
+    ax.set(title="contractivity (eq. 9, 15)", xlabel="environment steps")
+    ax.legend(fontsize=8)
+    for a in axes.flat:
+        a.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return png_path
+
+
+def _smooth(x: np.ndarray, k: int = 10) -> np.ndarray:
+    out = np.full_like(x, np.nan)
+    for i in range(len(x)):
+        window = x[max(0, i - k + 1):i + 1]
+        window = window[np.isfinite(window)]
+        out[i] = window.mean() if window.size else np.nan
+    return out
