@@ -3,10 +3,12 @@
     lgtc sim    --scenario FILE --policy expert|random --episodes K --seed S [--out DIR] [--json]
     lgtc demo   the embedded default mission (paper_10x4, centralized expert) -> runs/demo-*/
     lgtc bench  simulator and assignment benchmarks, appended to docs/BENCHMARKS.md [--json]
+    lgtc train  --algo lgtc-ippo|ippo --scenario FILE --steps N --seed S --out DIR [--resume]
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -121,6 +123,41 @@ def run_bench(args) -> int:
     return 0
 
 
+def run_train(args) -> int:
+    from lgtc_ros.train.ippo import Args, train
+
+    fields = {f.name: f for f in dataclasses.fields(Args)}
+    overrides = {}
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        if key not in fields or key in ("algo", "scenario", "total_steps", "seed", "out"):
+            raise SystemExit(f"lgtc: --set {key}: not a trainer setting (see `lgtc train --help`)")
+        try:
+            overrides[key] = _parse_setting(fields[key].default, value)
+        except ValueError as exc:
+            raise SystemExit(f"lgtc: --set {item}: {exc}") from None
+    train_args = Args(algo=args.algo, scenario=args.scenario, total_steps=args.steps, seed=args.seed,
+                      out=args.out, **overrides)
+    try:
+        train_args.validate()
+        status = train(train_args, resume=args.resume, show_progress=not args.quiet)
+    except (ValueError, FileExistsError, FileNotFoundError) as exc:
+        raise SystemExit(f"lgtc: {exc}") from None
+    if status == "done":
+        print(f"trained policy: {args.out}/policy.pt (log {args.out}/train_log.csv, curve {args.out}/learning_curve.png)")
+    return 0 if status == "done" else 130
+
+
+def _parse_setting(default, text: str):
+    if isinstance(default, bool):
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError("expected true or false")
+        return text.lower() in ("true", "1")
+    if isinstance(default, tuple):
+        return tuple(int(v) for v in text.split(","))
+    return type(default)(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lgtc", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: runs/demo-<time>)")
     common(p)
     p.set_defaults(func=run_demo)
+
+    p = sub.add_parser("train", help="train LGTC-IPPO or vanilla IPPO with the batched simulator")
+    p.add_argument("--algo", default="lgtc-ippo", choices=["lgtc-ippo", "ippo"])
+    p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="YAML file or bundled name (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=3_000_000, help="environment steps (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="run folder (log, checkpoints, policy.pt, curve)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--set", nargs="*", metavar="KEY=VALUE",
+                   help="other trainer settings, e.g. learning_rate=1e-4 num_envs=16 (see train/ippo.py Args)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train)
 
     p = sub.add_parser("bench", help="benchmarks; appends to docs/BENCHMARKS.md")
     p.add_argument("--only", nargs="+", default=["sim", "assignment"], choices=["sim", "assignment"])

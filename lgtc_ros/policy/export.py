@@ -1,10 +1,11 @@
 """TorchScript export of the actor for ONE drone's decentralized step, with a metadata JSON.
 
-    velocity, x_new, psi, attention = module(pos, supply, consumer_pos, demand, kinds, x, nb_psi, nb_x)
+    velocity, x_new, psi, attention = module(pos, supply, consumer_pos, demand, kinds, x, nb_pos, nb_psi, nb_x)
 
 Inputs (arena units, float32): own position [2], own supplies [r], consumer positions [M,2],
 open demands [M,r], resource kinds [r] (1 persistent), own previous state x [F], and the
-previous-tick messages of the K neighbours within radius C: nb_psi [K,G], nb_x [K,F] (K may be 0).
+previous-tick messages of the K neighbours within radius C: their positions nb_pos [K,2],
+features nb_psi [K,G] and states nb_x [K,F] (K may be 0).
 Outputs: velocity command [2] (the mean action, clipped to norm v_max, arena units/s), the new
 state x [F], and the message to broadcast this tick: (psi [G], x_new [F]); attention [M].
 
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from lgtc_ros.policy.heads import LOG_STD_MAX, LOG_STD_MIN, ActorCritic  # noqa: F401
-from lgtc_ros.policy.lgtc import LGTC
+from lgtc_ros.policy.lgtc import LGTC, crowding
 
 FORMAT_VERSION = 1
 
@@ -36,7 +37,7 @@ class ModelMismatch(ValueError):
 class DroneStep(nn.Module):
     """The actor of an `ActorCritic` as one drone's step (TorchScript-able)."""
 
-    __constants__ = ["v_max", "state_dim", "feature_dim"]
+    __constants__ = ["v_max", "state_dim", "feature_dim", "crowd_radius"]
 
     def __init__(self, model: ActorCritic, v_max: float):
         super().__init__()
@@ -45,6 +46,7 @@ class DroneStep(nn.Module):
         self.v_max = float(v_max)
         self.state_dim = model.cfg.state_dim
         self.feature_dim = model.cfg.feature_dim
+        self.crowd_radius = model.cfg.crowd_radius
 
     def _velocity(self, y: Tensor) -> Tensor:
         mean = self.head(y)[..., :2].clamp(-1.0, 1.0) * self.v_max
@@ -52,7 +54,7 @@ class DroneStep(nn.Module):
         return mean * torch.clamp(self.v_max / norm.clamp_min(1e-12), max=1.0)
 
     def forward(self, pos: Tensor, supply: Tensor, consumer_pos: Tensor, demand: Tensor, kinds: Tensor,
-                x: Tensor, nb_psi: Tensor, nb_x: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+                x: Tensor, nb_pos: Tensor, nb_psi: Tensor, nb_x: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         k = nb_psi.shape[0]
         if k > 0:  # row-normalized adjacency: the mean of the neighbours' messages
             agg_psi = nb_psi.mean(0)
@@ -60,17 +62,20 @@ class DroneStep(nn.Module):
         else:
             agg_psi = torch.zeros(self.feature_dim)
             agg_x = torch.zeros(self.state_dim)
-        y, x_new, psi, aux = self.cell.core(pos, supply, consumer_pos, demand, kinds, x, agg_psi, agg_x)
+        crowd = crowding(pos.unsqueeze(0) - nb_pos, torch.ones(k), self.crowd_radius)
+        y, x_new, psi, aux = self.cell.core(pos, supply, consumer_pos, demand, kinds, x, agg_psi, agg_x, crowd)
         return self._velocity(y), x_new, psi, aux["attention"]
 
     @torch.jit.export
     def batched(self, pos: Tensor, supply: Tensor, consumer_pos: Tensor, demand: Tensor, kinds: Tensor,
-                x: Tensor, psi_prev: Tensor, neighbours: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """[B,N,...] inputs, consumers [B,M,.], neighbours [B,N,N] bool; same outputs batched."""
-        s = neighbours.to(pos.dtype)
-        s = s / s.sum(-1, keepdim=True).clamp_min(1.0)
+                x: Tensor, pos_msg: Tensor, psi_prev: Tensor, neighbours: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """[B,N,...] inputs, consumers [B,M,.], neighbours [B,N,N] bool (only agents whose previous
+        message arrived); pos_msg/psi_prev/x: the previous tick's messages. Same outputs, batched."""
+        mask = neighbours.to(pos.dtype)
+        s = mask / mask.sum(-1, keepdim=True).clamp_min(1.0)
+        crowd = crowding(pos.unsqueeze(2) - pos_msg.unsqueeze(1), mask, self.crowd_radius)
         y, x_new, psi, aux = self.cell.core(pos, supply, consumer_pos.unsqueeze(1), demand.unsqueeze(1), kinds,
-                                            x, torch.matmul(s, psi_prev), torch.matmul(s, x))
+                                            x, torch.matmul(s, psi_prev), torch.matmul(s, x), crowd)
         return self._velocity(y), x_new, psi, aux["attention"]
 
 
@@ -93,7 +98,7 @@ def export(model: ActorCritic, scenario, out: str | Path, training: dict | None 
         "format_version": FORMAT_VERSION,
         "kind": "lgtc_ros drone step",
         "inputs": {"pos": [2], "supply": ["r"], "consumer_pos": ["M", 2], "demand": ["M", "r"], "kinds": ["r"],
-                   "x": ["F"], "nb_psi": ["K", "G"], "nb_x": ["K", "F"]},
+                   "x": ["F"], "nb_pos": ["K", 2], "nb_psi": ["K", "G"], "nb_x": ["K", "F"]},
         "outputs": {"velocity": [2], "x_new": ["F"], "psi": ["G"], "attention": ["M"]},
         "shapes": {"M": scenario.n_consumers, "r": scenario.n_resources, "F": model.cfg.state_dim,
                    "G": model.cfg.feature_dim},

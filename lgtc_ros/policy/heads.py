@@ -11,14 +11,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lgtc_ros.policy.lgtc import LGTC, LGTCConfig, mlp
+from lgtc_ros.policy.lgtc import LGTC, LGTCConfig, crowding, mlp
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 0.5
 
 
 def recurrent_keys() -> tuple[str, ...]:
-    """Per-agent recurrent tensors carried across steps: each net's state x and last message Psi."""
-    return ("x_pi", "psi_pi", "x_v", "psi_v")
+    """Per-agent tensors carried across steps: each net's state x and last message Psi, the
+    position sent with the last message and whether a message was sent yet (0 after reset)."""
+    return ("x_pi", "psi_pi", "x_v", "psi_v", "pos_msg", "valid")
 
 
 @dataclass(frozen=True)
@@ -45,31 +46,46 @@ class ActorCritic(nn.Module):
     def initial_state(self, batch: int, agents: int) -> dict[str, Tensor]:
         f, g = self.cfg.state_dim, self.cfg.feature_dim
         z = lambda d: torch.zeros(batch, agents, d)  # noqa: E731
-        return {"x_pi": z(f), "psi_pi": z(g), "x_v": z(f), "psi_v": z(g)}
+        return {"x_pi": z(f), "psi_pi": z(g), "x_v": z(f), "psi_v": z(g), "pos_msg": z(2),
+                "valid": torch.zeros(batch, agents)}
 
     @staticmethod
     def _local_inputs(obs: dict[str, Tensor]) -> tuple[Tensor, ...]:
         """Batched observation tensors -> per-agent inputs; consumers [B,1,M,.] broadcast to agents."""
         return obs["pos"], obs["supply"], obs["consumer_pos"][:, None], obs["demand"][:, None], obs["kinds"]
 
-    def actor_step(self, obs: dict[str, Tensor], x: Tensor, psi_prev: Tensor, S: Tensor):
-        """Batched: obs tensors [B,...], x/psi_prev [B,N,.], S [B,N,N] row-normalized.
+    def crowd(self, pos: Tensor, state: dict[str, Tensor], S: Tensor) -> Tensor:
+        """[B,N,3] crowding from the neighbours' previous-tick message positions."""
+        offsets = pos[:, :, None, :] - state["pos_msg"][:, None, :, :]
+        mask = (S > 0).to(pos.dtype) * state["valid"][:, None, :]
+        return crowding(offsets, mask, self.cfg.crowd_radius)
+
+    def actor_step(self, obs: dict[str, Tensor], state: dict[str, Tensor], S: Tensor, crowd: Tensor):
+        """Batched: obs tensors [B,...], state [B,N,.], S [B,N,N] row-normalized, crowd [B,N,3].
         Returns (mean [B,N,2], log_std [B,N,2], x_new, psi, aux)."""
-        y, x_new, psi, aux = self.actor.core(*self._local_inputs(obs), x, S @ psi_prev, S @ x)
+        x, psi_prev = state["x_pi"], state["psi_pi"]
+        y, x_new, psi, aux = self.actor.core(*self._local_inputs(obs), x, S @ psi_prev, S @ x, crowd)
         out = self.actor_head(y)
         return out[..., :2], out[..., 2:].clamp(LOG_STD_MIN, LOG_STD_MAX), x_new, psi, aux
 
-    def critic_step(self, obs: dict[str, Tensor], x: Tensor, psi_prev: Tensor, S: Tensor):
+    def critic_step(self, obs: dict[str, Tensor], state: dict[str, Tensor], S: Tensor, crowd: Tensor):
         """Batched value [B,N], new state, message, aux."""
-        y, x_new, psi, aux = self.critic.core(*self._local_inputs(obs), x, S @ psi_prev, S @ x)
+        x, psi_prev = state["x_v"], state["psi_v"]
+        y, x_new, psi, aux = self.critic.core(*self._local_inputs(obs), x, S @ psi_prev, S @ x, crowd)
         return self.critic_head(y).squeeze(-1), x_new, psi, aux
+
+    def value(self, obs: dict[str, Tensor], state: dict[str, Tensor], S: Tensor) -> Tensor:
+        return self.critic_step(obs, state, S, self.crowd(obs["pos"], state, S))[0]
 
     def step(self, obs: dict[str, Tensor], state: dict[str, Tensor], S: Tensor):
         """Both nets for one control step. Returns (mean, log_std, value, new_state, aux)."""
-        mean, log_std, x_pi, psi_pi, aux = self.actor_step(obs, state["x_pi"], state["psi_pi"], S)
-        value, x_v, psi_v, aux_v = self.critic_step(obs, state["x_v"], state["psi_v"], S)
+        crowd = self.crowd(obs["pos"], state, S)
+        mean, log_std, x_pi, psi_pi, aux = self.actor_step(obs, state, S, crowd)
+        value, x_v, psi_v, aux_v = self.critic_step(obs, state, S, crowd)
         aux = {**aux, "f_v": aux_v["f"]}
-        return mean, log_std, value, {"x_pi": x_pi, "psi_pi": psi_pi, "x_v": x_v, "psi_v": psi_v}, aux
+        new = {"x_pi": x_pi, "psi_pi": psi_pi, "x_v": x_v, "psi_v": psi_v, "pos_msg": obs["pos"],
+               "valid": torch.ones_like(state["valid"])}
+        return mean, log_std, value, new, aux
 
 
 def obs_dict(obs) -> dict[str, Tensor]:

@@ -10,7 +10,7 @@ messages (Psi_j, x_j):
     Xi_i   = softmax_m( tanh(Delta + x_i A0 + (S x) A1 + b_x) . (Phi_m + R_im) / sqrt(G) )
     f_i    = relu(W Phi_{argmax Xi_i} + b)                            selected dynamics, eq. (6)
     x_i   <- (x_i + h (f_i * B_f - (S x) A)) / (1 + h (tau + kappa_A + f_i))   `unfolds` times
-    y_i    = [x_i, sum_m Xi_im (Phi_m + R_im), Delta, p_i]  -> final MLP (policy/heads.py)
+    y_i    = [x_i, sum_m Xi_im (Phi_m + R_im), Delta, p_i, crowd_i]  -> final MLP (policy/heads.py)
 
 S is the row-normalized adjacency of the radius-C graph (Remark 1), so (S Psi)_i and (S x)_i
 are the neighbour *means* of the previous tick's messages: the only coupling between agents,
@@ -26,6 +26,10 @@ Decisions beyond the paper (DESIGN §3 and the closing notes):
   each demanded type) to the paper's Phi_m: a drone needs "where is it from me and can I serve
   it" to choose. The dynamics f use the shared Phi_m only, so agents choosing the same consumer
   share f, as Theorem 2 needs.
+- crowd_i (`crowding`): the paper's agent only sees the *mean* of its neighbours' features over
+  radius C (most of the arena), from which it cannot tell that one neighbour is about to hit
+  it, yet the collision term of eq. (2) is local. Neighbour positions travel in the messages
+  anyway (comm.py), so a 3-number crowding summary of the previous tick's positions enters y.
 - Consumer features are averaged (not summed) in Delta so a policy trained at M = 4 keeps its
   input scale when evaluated at M = 2..10.
 """
@@ -58,11 +62,29 @@ class LGTCConfig:
     consensus: bool = True
     """False = vanilla IPPO of §IV: no state x, attention from the current input only."""
 
+    crowd_radius: float = 0.3
+    """Neighbours closer than this (arena units) enter the crowding feature."""
+
     @property
     def output_dim(self) -> int:
         """Width of y fed to the final MLP."""
         g = self.feature_dim
-        return (self.state_dim + 2 * g + 2) if self.consensus else (2 * g + 2)
+        return (self.state_dim + 2 * g + 2 + CROWD_DIM) if self.consensus else (2 * g + 2 + CROWD_DIM)
+
+
+CROWD_DIM = 3
+
+
+def crowding(offsets: Tensor, mask: Tensor, radius: float) -> Tensor:
+    """Local crowding from neighbours' message positions: [sum_j w_j u_ij (2), sum_j w_j (1)].
+
+    offsets [...,K,2] = p_i - p_j, mask [...,K] (1 for a neighbour whose message arrived),
+    w_j = max(0, 1 - d_ij / radius), u_ij the unit vector away from j. Zeros without neighbours.
+    """
+    dist = offsets.norm(dim=-1, keepdim=True)
+    w = (1.0 - dist / radius).clamp_min(0.0) * mask.unsqueeze(-1)
+    away = offsets / dist.clamp_min(1e-6)
+    return torch.cat([(w * away).sum(-2), w.sum(-2)], -1)
 
 
 def mlp(sizes: list[int], out_act: bool = False) -> nn.Sequential:
@@ -151,11 +173,12 @@ class LGTC(nn.Module):
     # ------------------------------------------------------------------ one step, local
 
     def core(self, pos: Tensor, supply: Tensor, consumer_pos: Tensor, demand: Tensor, kinds: Tensor,
-             x: Tensor, agg_psi: Tensor, agg_x: Tensor) -> Tuple[Tensor, Tensor, Tensor, Dict[str, Tensor]]:
+             x: Tensor, agg_psi: Tensor, agg_x: Tensor, crowd: Tensor) -> Tuple[Tensor, Tensor, Tensor, Dict[str, Tensor]]:
         """One control step of one or many agents from local data only.
 
         x [...,F] own previous state; agg_psi [...,G], agg_x [...,F]: neighbour means of the
-        previous tick's messages (zeros without neighbours). Returns (y [...,output_dim],
+        previous tick's messages (zeros without neighbours); crowd [...,3] from `crowding`
+        (enters y only: the final MLP needs it to keep distance). Returns (y [...,output_dim],
         x_new [...,F], psi [...,G] (the message to send with x_new), aux: attention
         [...,M], choice [...], f [...,F]).
         """
@@ -172,12 +195,12 @@ class LGTC(nn.Module):
         phi = phi.expand(list(rel.shape))
         if not self.consensus:  # vanilla IPPO, §IV: y = [(Xi o Phi)_argmax, Delta, p]
             picked = torch.gather(attn.unsqueeze(-1) * keys, -2, index).squeeze(-2)
-            y = torch.cat([picked, delta, pos], -1)
+            y = torch.cat([picked, delta, pos, crowd], -1)
             return y, x, psi, {"attention": attn, "choice": choice, "f": torch.zeros_like(x)}
         chosen = torch.gather(phi, -2, index).squeeze(-2)
         f = F.relu(self.W(chosen))
         x_new = self.integrate(x, f, agg_x)
-        y = torch.cat([x_new, (attn.unsqueeze(-1) * keys).sum(-2), delta, pos], -1)
+        y = torch.cat([x_new, (attn.unsqueeze(-1) * keys).sum(-2), delta, pos, crowd], -1)
         return y, x_new, psi, {"attention": attn, "choice": choice, "f": f}
 
     def integrate(self, x: Tensor, f: Tensor, agg_x: Tensor) -> Tensor:

@@ -212,7 +212,7 @@ class Trainer:
             for k in ("pos", "supply", "consumer_pos", "demand"):
                 put(k, od[k].clone())  # the world resets some tensors in place
             for k, v in self.state.items():
-                put(k, v)
+                put(k, v.clone())
             put("S", S), put("action", action), put("logprob", logprob), put("value", value)
             put("active", obs.active.float())  # .float() copies
             put("contraction", model.actor.contraction_rate(aux["f"], S.sum(-1)) if model.cfg.consensus
@@ -238,8 +238,7 @@ class Trainer:
         rollout = {k: torch.stack(v) for k, v in buf.items()}
         obs = w.observe()
         with torch.no_grad():
-            last_value, *_ = model.critic_step(obs_dict(obs), self.state["x_v"], self.state["psi_v"],
-                                               row_normalized(obs.neighbours))
+            last_value = model.value(obs_dict(obs), self.state, row_normalized(obs.neighbours))
         rollout["last_value"] = last_value
         rollout["finished"] = finished  # type: ignore[assignment]
         return rollout
@@ -251,7 +250,7 @@ class Trainer:
         T, B = ro["reward"].shape[:2]
         flat = lambda x: x.reshape(T * B, *x.shape[2:])  # noqa: E731
         data = {k: flat(ro[k]) for k in ("pos", "supply", "consumer_pos", "demand", "S", "action", "logprob",
-                                         "value", "active", "x_pi", "psi_pi", "x_v", "psi_v")}
+                                         "value", "active", "x_pi", "psi_pi", "x_v", "psi_v", "pos_msg", "valid")}
         data["adv"], data["ret"] = flat(adv), flat(ret)
         kinds = self.world.kinds
         stats: dict[str, list[float]] = {}
@@ -262,7 +261,7 @@ class Trainer:
                 mb = {k: v[idx] for k, v in data.items()}
                 od = {"pos": mb["pos"], "supply": mb["supply"], "consumer_pos": mb["consumer_pos"],
                       "demand": mb["demand"], "kinds": kinds}
-                state = {k: mb[k] for k in ("x_pi", "psi_pi", "x_v", "psi_v")}
+                state = {k: mb[k] for k in ("x_pi", "psi_pi", "x_v", "psi_v", "pos_msg", "valid")}
                 mean, log_std, value, _, aux = model.step(od, state, mb["S"])
                 dist = Normal(mean, log_std.exp())
                 new_logprob = dist.log_prob(mb["action"]).sum(-1)
