@@ -4,6 +4,8 @@
     lgtc demo   the embedded default mission (paper_10x4, centralized expert) -> runs/demo-*/
     lgtc bench  simulator and assignment benchmarks, appended to docs/BENCHMARKS.md [--json]
     lgtc train  --algo lgtc-ippo|ippo --scenario FILE --steps N --seed S --out DIR [--resume]
+    lgtc eval   --scenario FILE --policy expert|random|MODEL --episodes K [--out DIR] [--json]
+    lgtc export --policy RUN/policy.pt --scenario FILE --out models/NAME.pt
 """
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ def _scenario(name: str):
         raise SystemExit(f"lgtc: {exc}") from None
 
 
-def make_policy(name: str, seed: int):
-    """`expert`, `random` (more kinds arrive with trained models)."""
+def make_policy(name: str, seed: int, scenario=None, any_consumers: bool = False):
+    """`expert`, `random`, or a path to a trained model (exported .pt or a run's policy.pt)."""
     from lgtc_ros.evaluate import RandomPolicy
     from lgtc_ros.expert import CentralizedExpert
 
@@ -37,7 +39,15 @@ def make_policy(name: str, seed: int):
         return CentralizedExpert()
     if name == "random":
         return RandomPolicy(seed)
-    raise SystemExit(f"lgtc: unknown policy '{name}' (use expert or random)")
+    if Path(name).suffix == ".pt" or Path(name).exists():
+        from lgtc_ros.policy.export import ModelMismatch
+        from lgtc_ros.policy.learned import LearnedPolicy
+
+        try:
+            return LearnedPolicy.load(name, scenario, allow_consumer_change=any_consumers)
+        except (ModelMismatch, FileNotFoundError) as exc:
+            raise SystemExit(f"lgtc: {exc}") from None
+    raise SystemExit(f"lgtc: unknown policy '{name}' (use expert, random or a model .pt file)")
 
 
 def to_json(data) -> str:
@@ -71,8 +81,8 @@ def run_sim(args) -> int:
     if args.episodes < 1:
         raise SystemExit("lgtc: --episodes must be >= 1")
     scenario = _scenario(args.scenario)
-    policy = make_policy(args.policy, args.seed)
-    with tqdm(total=args.episodes, desc=f"{scenario.name} / {args.policy}", unit="ep",
+    policy = make_policy(args.policy, args.seed, scenario, getattr(args, "any_consumers", False))
+    with tqdm(total=args.episodes, desc=f"{scenario.name} / {Path(args.policy).stem}", unit="ep",
               file=sys.stderr, disable=args.quiet) as bar:
         stats, trace = rollout(scenario, policy, args.episodes, seed=args.seed,
                                trace=args.out is not None, progress=bar.update)
@@ -90,6 +100,85 @@ def run_sim(args) -> int:
         print(format_summary(summary, f"lgtc sim: {args.episodes} episode(s)"))
         if args.out is not None:
             print(f"wrote {out}/trajectory.png, {out}/steps.csv, {out}/summary.json")
+    return 0
+
+
+def run_eval(args) -> int:
+    """K episodes -> mean/std table, per-episode CSV, markdown summary; --json for scripts."""
+    import csv
+
+    from tqdm import tqdm
+
+    from lgtc_ros.evaluate import rollout
+
+    if args.episodes < 1:
+        raise SystemExit("lgtc: --episodes must be >= 1")
+    scenario = _scenario(args.scenario)
+    policy = make_policy(args.policy, args.seed, scenario, args.any_consumers)
+    label = Path(args.policy).stem
+    with tqdm(total=args.episodes, desc=f"eval {scenario.name} / {label}", unit="ep", file=sys.stderr,
+              disable=args.quiet) as bar:
+        stats, _ = rollout(scenario, policy, args.episodes, seed=args.seed, progress=bar.update)
+    summary = {"scenario": scenario.name, "policy": args.policy, "seed": args.seed, **stats.summary()}
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out or f"runs/eval-{scenario.name}-{label}-{stamp}")
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "episodes.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        terms = list(stats.term_returns)
+        w.writerow(["episode", "return", *[f"return_{k}" for k in terms], "demand_satisfied_pct", "collisions",
+                    "min_distance", "time_to_cover_s"])
+        for k in range(stats.returns.size):
+            w.writerow([k, f"{stats.returns[k]:.5f}", *[f"{stats.term_returns[t][k]:.5f}" for t in terms],
+                        f"{stats.demand_satisfied_pct[k]:.3f}", int(stats.collisions[k]),
+                        f"{stats.min_distance[k]:.4f}", f"{stats.time_to_cover_s[k]:.2f}"])
+    (out / "summary.md").write_text(markdown_summary(summary, stats) + "\n")
+    (out / "summary.json").write_text(json.dumps(json.loads(to_json(summary)), indent=2) + "\n")
+    if args.json:
+        print(to_json({**summary, "out": str(out)}))
+    else:
+        print(markdown_summary(summary, stats))
+        print(f"\nwrote {out}/episodes.csv, {out}/summary.md, {out}/summary.json")
+    return 0
+
+
+def markdown_summary(summary: dict, stats) -> str:
+    import numpy as np
+
+    def ms(x):
+        x = np.asarray(x, dtype=float)
+        x = x[np.isfinite(x)]
+        return f"{x.mean():.3f} ± {x.std():.3f}" if x.size else "n/a"
+
+    rows = [("return (per agent)", ms(stats.returns)), ("demand satisfied %", ms(stats.demand_satisfied_pct)),
+            ("collisions / episode", ms(stats.collisions)), ("min pair distance", f"{stats.min_distance.min():.3f}"),
+            ("time to cover all (s)", ms(stats.time_to_cover_s)),
+            ("episodes covering all", f"{100 * np.isfinite(stats.time_to_cover_s).mean():.0f} %")]
+    rows += [(f"return: {k}", ms(v)) for k, v in stats.term_returns.items()]
+    head = f"### {summary['policy']} on {summary['scenario']} ({summary['episodes']} episodes, seed {summary['seed']})"
+    return "\n".join([head, "", "| metric | mean ± std |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
+
+
+def run_export(args) -> int:
+    from lgtc_ros.policy.export import export
+    from lgtc_ros.train.ippo import load_policy
+
+    scenario = _scenario(args.scenario)
+    try:
+        model, ck = load_policy(args.policy)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"lgtc: {exc}") from None
+    if model.cfg.n_resources != scenario.n_resources:
+        raise SystemExit(f"lgtc: {args.policy} has r = {model.cfg.n_resources}, scenario {scenario.name} has "
+                         f"r = {scenario.n_resources}")
+    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
+    v_max = ck.get("v_max") or scenario.v_max
+    import dataclasses as _dc
+
+    scenario = _dc.replace(scenario, v_max=v_max)
+    pt, meta = export(model, scenario, args.out, training={"args": ck.get("args", {}), "source": args.policy},
+                      metrics=metrics)
+    print(f"exported {pt} and {meta}")
     return 0
 
 
@@ -168,12 +257,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sim", help="roll out a policy on a scenario and summarize")
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="YAML file or bundled name (default: %(default)s)")
-    p.add_argument("--policy", default="expert", help="expert | random (default: %(default)s)")
+    p.add_argument("--policy", default="expert", help="expert | random | path to a model .pt (default: %(default)s)")
     p.add_argument("--episodes", type=int, default=10, help="episodes to run (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the episode draws (default: %(default)s)")
     p.add_argument("--out", default=None, help="write trajectory.png, steps.csv, summary.json here")
+    p.add_argument("--any-consumers", action="store_true",
+                   help="fly a model on a scenario with a different number of consumers")
     common(p)
     p.set_defaults(func=run_sim)
+
+    p = sub.add_parser("eval", help="evaluate a policy or the expert over K episodes")
+    p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="YAML file or bundled name (default: %(default)s)")
+    p.add_argument("--policy", default="expert", help="expert | random | path to a model .pt")
+    p.add_argument("--episodes", type=int, default=100, help="episodes (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="folder for episodes.csv, summary.md, summary.json")
+    p.add_argument("--any-consumers", action="store_true",
+                   help="fly a model on a scenario with a different number of consumers")
+    common(p)
+    p.set_defaults(func=run_eval)
+
+    p = sub.add_parser("export", help="TorchScript per-drone step + metadata JSON from a trained policy")
+    p.add_argument("--policy", required=True, help="a run's policy.pt (or checkpoint.pt)")
+    p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="scenario the model is for (limits in the JSON)")
+    p.add_argument("--out", required=True, help="output .pt path (the .json goes beside it)")
+    p.add_argument("--metrics", default=None, help="JSON file of final metrics to embed (e.g. an eval summary)")
+    p.set_defaults(func=run_export)
 
     p = sub.add_parser("demo", help="the embedded default mission: 10 drones, 4 consumers, expert")
     p.add_argument("--episodes", type=int, default=10, help="episodes to summarize (default: %(default)s)")

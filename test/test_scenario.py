@@ -39,8 +39,9 @@ def test_paper_scenario_matches_the_paper():
 
 def test_discharge_scenario_is_the_fig5_mission():
     s = load_scenario(resolve_scenario("discharge_5x3"))
-    assert (s.n_agents, s.n_consumers, s.n_resources) == (5, 3, 1)
-    assert s.resources[0].kind == "persistent"
+    assert (s.n_agents, s.n_consumers, s.n_resources) == (5, 3, 4)
+    assert s.resources[2].kind == "persistent"
+    assert all(row[2] > 0 and sum(row) == row[2] for row in s.initial.supply)  # batteries only
     (event,) = s.events
     assert event.kind == "discharge" and event.time_s == 50.0 and event.land
     assert s.event_step(event) == 1000
@@ -97,7 +98,7 @@ def test_validation_errors_name_file_field_value(tmp_path, dotted, value, field,
 
 def test_supply_above_demand_with_fixed_values(tmp_path):
     data = yaml.safe_load(resolve_scenario("discharge_5x3").read_text())
-    data["initial"]["supply"] = [[2.0]] * 5
+    data["initial"]["supply"] = [[0, 0, 2.0, 0]] * 5
     with pytest.raises(ScenarioError, match=r"initial.supply.*supply totals above demand totals"):
         load_scenario(write(tmp_path, data))
 

@@ -50,7 +50,7 @@ class DroneStep(nn.Module):
 
     def _velocity(self, y: Tensor) -> Tensor:
         mean = self.head(y)[..., :2].clamp(-1.0, 1.0) * self.v_max
-        norm = mean.norm(dim=-1, keepdim=True)
+        norm = torch.linalg.vector_norm(mean, 2.0, [-1], True)
         return mean * torch.clamp(self.v_max / norm.clamp_min(1e-12), max=1.0)
 
     def forward(self, pos: Tensor, supply: Tensor, consumer_pos: Tensor, demand: Tensor, kinds: Tensor,
@@ -103,6 +103,7 @@ def export(model: ActorCritic, scenario, out: str | Path, training: dict | None 
         "shapes": {"M": scenario.n_consumers, "r": scenario.n_resources, "F": model.cfg.state_dim,
                    "G": model.cfg.feature_dim},
         "consensus": model.cfg.consensus,
+        "consumer_count_agnostic": True,
         "lgtc": asdict(model.cfg),
         "scenario": {"name": scenario.name, "n_agents": scenario.n_agents, "n_consumers": scenario.n_consumers,
                      "resources": [asdict(r) for r in scenario.resources], "v_max": scenario.v_max,
@@ -117,7 +118,7 @@ def export(model: ActorCritic, scenario, out: str | Path, training: dict | None 
     return out, meta_path
 
 
-def load(path: str | Path, scenario=None) -> tuple[torch.jit.ScriptModule, dict]:
+def load(path: str | Path, scenario=None, allow_consumer_change: bool = False) -> tuple[torch.jit.ScriptModule, dict]:
     """Load an exported model and its metadata; with `scenario`, check they fit (clear error if not)."""
     path = Path(path)
     meta_path = path.with_suffix(".json")
@@ -129,18 +130,24 @@ def load(path: str | Path, scenario=None) -> tuple[torch.jit.ScriptModule, dict]
     if meta.get("format_version") != FORMAT_VERSION:
         raise ModelMismatch(f"{path}: format_version {meta.get('format_version')} != {FORMAT_VERSION}; re-export")
     if scenario is not None:
-        check_fits(meta, scenario, str(path))
+        check_fits(meta, scenario, str(path), allow_consumer_change)
     return torch.jit.load(str(path)), meta
 
 
-def check_fits(meta: dict, scenario, name: str = "model") -> None:
-    """M, r and the kind of every resource type must match the scenario."""
-    want = {"M": scenario.n_consumers, "r": scenario.n_resources}
-    for key, value in want.items():
-        if meta["shapes"][key] != value:
-            label = "consumers (M)" if key == "M" else "resource types (r)"
-            raise ModelMismatch(f"{name} was trained for {meta['shapes'][key]} {label}, scenario "
-                                f"'{scenario.name}' has {value}")
+def check_fits(meta: dict, scenario, name: str = "model", allow_consumer_change: bool = False) -> None:
+    """r, the kind of every resource type and M must match the scenario.
+
+    The network itself is consumer-count agnostic (DeepSets + attention; the paper's Fig. 4 flies
+    one policy at M = 2..10), so a different M is allowed when asked for explicitly.
+    """
+    if meta["shapes"]["r"] != scenario.n_resources:
+        raise ModelMismatch(f"{name} was trained for {meta['shapes']['r']} resource types (r), scenario "
+                            f"'{scenario.name}' has {scenario.n_resources}")
+    if meta["shapes"]["M"] != scenario.n_consumers and not allow_consumer_change:
+        hint = (" (the network is consumer-count agnostic: pass --any-consumers to fly it anyway)"
+                if meta.get("consumer_count_agnostic") else "")
+        raise ModelMismatch(f"{name} was trained for {meta['shapes']['M']} consumers (M), scenario "
+                            f"'{scenario.name}' has {scenario.n_consumers}{hint}")
     kinds = [r["kind"] for r in meta["scenario"]["resources"]]
     if kinds != [r.kind for r in scenario.resources]:
         raise ModelMismatch(f"{name} expects resource kinds {kinds}, scenario '{scenario.name}' has "

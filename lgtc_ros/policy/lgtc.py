@@ -81,7 +81,7 @@ def crowding(offsets: Tensor, mask: Tensor, radius: float) -> Tensor:
     offsets [...,K,2] = p_i - p_j, mask [...,K] (1 for a neighbour whose message arrived),
     w_j = max(0, 1 - d_ij / radius), u_ij the unit vector away from j. Zeros without neighbours.
     """
-    dist = offsets.norm(dim=-1, keepdim=True)
+    dist = torch.linalg.vector_norm(offsets, 2.0, [-1], True)
     w = (1.0 - dist / radius).clamp_min(0.0) * mask.unsqueeze(-1)
     away = offsets / dist.clamp_min(1e-6)
     return torch.cat([(w * away).sum(-2), w.sum(-2)], -1)
@@ -161,7 +161,7 @@ class LGTC(nn.Module):
         de = demand.unsqueeze(-1)
         phi = self.phi2(self.phi1(torch.cat([d, de, kind, eye], -1)).sum(-2))
         rel = consumer_pos - pos.unsqueeze(-2)
-        dist = rel.norm(dim=-1, keepdim=True)
+        dist = torch.linalg.vector_norm(rel, 2.0, [-1], True)
         full = lead + [m, r]
         geo = torch.cat([rel, dist], -1).unsqueeze(-2).expand(full + [3])
         own = supply.unsqueeze(-2).unsqueeze(-1).expand(full + [1])

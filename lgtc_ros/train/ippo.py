@@ -345,8 +345,11 @@ class Trainer:
 
 def save_policy(path: Path, model: ActorCritic, args: Args, scenario_source: str) -> None:
     """The trained networks with what is needed to rebuild them (not TorchScript: see export.py)."""
+    from lgtc_ros.scenario import load_scenario
+
     save_checkpoint(path, {"model": model.state_dict(), "args": asdict(args), "lgtc": asdict(model.cfg),
-                           "head": asdict(model.head_cfg), "scenario": scenario_source})
+                           "head": asdict(model.head_cfg), "scenario": scenario_source,
+                           "v_max": load_scenario(scenario_source).v_max})
 
 
 def load_policy(path: str | Path) -> tuple[ActorCritic, dict]:

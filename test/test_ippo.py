@@ -1,0 +1,121 @@
+"""The IPPO trainer: GAE and losses by hand, learning signal on a small scenario, exact resume,
+Ctrl-C checkpoints, the CLI."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+import yaml
+
+from lgtc_ros.evaluate import RandomPolicy, rollout
+from lgtc_ros.policy.learned import LearnedPolicy
+from lgtc_ros.scenario import load_scenario
+from lgtc_ros.train.ippo import Args, Trainer, gae, load_policy, ppo_losses, train
+
+SMALL = {
+    "name": "reach_3x1", "n_agents": 3, "n_consumers": 1,
+    "resources": [{"name": "kit", "kind": "instantaneous"}, {"name": "cell", "kind": "persistent"}],
+    "episode_steps": 30, "v_max": 1.0, "consumer_radius": 0.25,
+    "random": {"demand_types_per_consumer": 2, "demand_range": [0.6, 0.9], "supply_types_per_agent": 1,
+               "supply_range": [0.1, 0.3]},
+}
+
+
+def small_args(tmp_path, **kw) -> Args:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "reach.yaml"
+    path.write_text(yaml.safe_dump(SMALL))
+    base = dict(scenario=str(path), out=str(tmp_path / "run"), num_envs=16, num_steps=30, minibatch_size=48,
+                update_epochs=2, feature_dim=16, state_dim=8, hidden=(32, 32), learning_rate=1e-3, threads=1,
+                checkpoint_every=1000)
+    base.update(kw)
+    return Args(**base)
+
+
+def test_gae_matches_hand_computation():
+    r = torch.tensor([1.0, 0.0, 2.0])
+    v = torch.tensor([0.5, 1.0, 1.5])
+    d = torch.tensor([0.0, 1.0, 0.0])  # the episode ends after step 1
+    adv, ret = gae(r, v, d, last_value=torch.tensor(3.0), gamma=0.9, lam=0.5)
+    d2 = 2.0 + 0.9 * 3.0 - 1.5           # bootstraps from V(s_T)
+    d1 = 0.0 - 1.0                       # terminal: no bootstrap
+    d0 = 1.0 + 0.9 * 1.0 - 0.5
+    expected = torch.tensor([d0 + 0.9 * 0.5 * d1, d1, d2])
+    assert torch.allclose(adv, expected)
+    assert torch.allclose(ret, expected + v)
+
+
+def test_ppo_losses_clip_and_value():
+    adv = torch.tensor([1.0, -1.0])
+    mask = torch.ones(2)
+    same = ppo_losses(torch.zeros(2), torch.zeros(2), adv, torch.tensor([1.0, 2.0]), torch.tensor([0.0, 2.0]),
+                      0.2, mask)
+    assert same["pg_loss"] == pytest.approx(0.0) and same["v_loss"] == pytest.approx(0.25)
+    assert same["approx_kl"] == pytest.approx(0.0) and same["clipfrac"] == 0
+    # ratio e^1 on a positive advantage is clipped at 1.2; on a negative one the unclipped term wins
+    big = ppo_losses(torch.ones(2), torch.zeros(2), adv, torch.zeros(2), torch.zeros(2), 0.2, mask)
+    assert big["pg_loss"] == pytest.approx((-1.2 + torch.e) / 2, rel=1e-5)
+    assert big["clipfrac"] == 1.0
+    masked = ppo_losses(torch.ones(2), torch.zeros(2), adv, torch.zeros(2), torch.zeros(2), 0.2,
+                        torch.tensor([1.0, 0.0]))
+    assert masked["pg_loss"] == pytest.approx(-1.2)
+
+
+def test_short_training_rises_above_random(tmp_path):
+    args = small_args(tmp_path, total_steps=16 * 30 * 150)
+    assert train(args, show_progress=False) == "done"
+    rows = list(csv.DictReader((tmp_path / "run" / "train_log.csv").open()))
+    assert len(rows) == 150
+    first = sum(float(r["episode_return"]) for r in rows[:10]) / 10
+    last = sum(float(r["episode_return"]) for r in rows[-10:]) / 10
+    scenario = load_scenario(args.scenario)
+    learned, _ = rollout(scenario, LearnedPolicy.load(tmp_path / "run" / "policy.pt", scenario), 64, seed=99)
+    rand, _ = rollout(scenario, RandomPolicy(0), 64, seed=99)
+    assert last > first + 0.3, (first, last)
+    assert learned.returns.mean() > rand.returns.mean() + 0.3, (learned.returns.mean(), rand.returns.mean())
+    for name in ("policy.pt", "checkpoint.pt", "learning_curve.png", "config.json"):
+        assert (tmp_path / "run" / name).stat().st_size > 0
+    assert float(rows[-1]["contraction_min"]) >= 0  # tau >= 0 held throughout
+
+
+@pytest.mark.parametrize("algo", ["lgtc-ippo", "ippo"])
+def test_resume_gives_the_same_next_update(tmp_path, algo):
+    one = small_args(tmp_path / "a", algo=algo, total_steps=16 * 30 * 3, num_steps=20)
+    Trainer(one).run()
+    straight, _ = load_policy(tmp_path / "a" / "run" / "checkpoint.pt")
+
+    two = small_args(tmp_path / "b", algo=algo, total_steps=16 * 20 * 2, num_steps=20)
+    Trainer(two).run()
+    resumed_args = small_args(tmp_path / "b", algo=algo, total_steps=16 * 30 * 3, num_steps=20)
+    assert train(resumed_args, resume=True, show_progress=False) == "done"
+    resumed, _ = load_policy(tmp_path / "b" / "run" / "checkpoint.pt")
+    for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), k
+    log_a = list(csv.DictReader((tmp_path / "a" / "run" / "train_log.csv").open()))
+    log_b = list(csv.DictReader((tmp_path / "b" / "run" / "train_log.csv").open()))
+    assert [r["episode_return"] for r in log_a] == [r["episode_return"] for r in log_b]
+
+
+def test_ctrl_c_saves_a_checkpoint_and_refuses_to_overwrite(tmp_path):
+    args = small_args(tmp_path, total_steps=16 * 30 * 10)
+    trainer = Trainer(args)
+
+    def interrupt(steps, row):
+        if row["update"] == 2:
+            raise KeyboardInterrupt
+
+    assert trainer.run(interrupt) == "interrupted"
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert ck["update"] == 2
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(small_args(tmp_path, total_steps=16 * 30 * 10), show_progress=False)
+
+
+def test_cli_train_validates(tmp_path, capsys):
+    from lgtc_ros.cli import main
+
+    with pytest.raises(SystemExit, match="not a trainer setting"):
+        main(["train", "--out", str(tmp_path / "x"), "--set", "warp_speed=9"])
+    with pytest.raises(SystemExit, match="minibatch_size"):
+        main(["train", "--out", str(tmp_path / "x"), "--set", "minibatch_size=100000", "--quiet"])
