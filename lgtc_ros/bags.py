@@ -199,14 +199,14 @@ class BagRecorder:
     def write_tick(self, t: float, pos: np.ndarray, active: np.ndarray, v_nominal: np.ndarray,
                    v_safe: np.ndarray, messages: Sequence[comm.NeighbourMessage],
                    demands: comm.DemandBroadcast,
-                   states: Sequence[tuple[np.ndarray, np.ndarray, int] | None],
+                   states: Sequence[tuple[np.ndarray, ...] | None],
                    reward_terms: tuple[Sequence[str], np.ndarray] | None = None) -> None:
         """Record one control tick.
 
         t: s since start. pos [N,2] normalized units; active [N] bool (False = landed, z = 0);
         v_nominal, v_safe [N,2] normalized units/s; messages: the neighbour messages broadcast
         this tick (any subset, routed by agent_id); demands: the central broadcast; states [N]:
-        (x [F], attention [M], chosen consumer or -1) per agent, None to skip one; reward_terms:
+        (x [F], attention [M], chosen consumer or -1[, supply [r]]) per agent, None to skip one; reward_terms:
         (term names [T], values [N,T]) or None.
         """
         if not self._conns:
@@ -225,7 +225,7 @@ class BagRecorder:
             self._write(kind, agent, ns, msg)
 
     def _agent_messages(self, ns: int, pos: np.ndarray, active: np.ndarray, v_nominal: np.ndarray,
-                        v_safe: np.ndarray, states: Sequence[tuple[np.ndarray, np.ndarray, int] | None]
+                        v_safe: np.ndarray, states: Sequence[tuple[np.ndarray, ...] | None]
                         ) -> list[tuple[str, int | None, Any]]:
         """Pose (metres), both velocities (m/s) and the LGTC state of every agent at `ns`."""
         n = len(self.names)
@@ -241,8 +241,9 @@ class BagRecorder:
             out.append(("cmd_vel_nominal", i, _twist(ns, float(v_nom[i, 0]), float(v_nom[i, 1]))))
             out.append(("cmd_vel_safe", i, _twist(ns, float(v_safe[i, 0]), float(v_safe[i, 1]))))
             if states[i] is not None:
-                x, attention, choice = states[i]
-                out.append(("state", i, _floats(comm.encode_agent_state(i, ns / 1e9, x, attention, choice))))
+                x, attention, choice, *supply = states[i]
+                out.append(("state", i, _floats(comm.encode_agent_state(i, ns / 1e9, x, attention, choice,
+                                                                        supply[0] if supply else None))))
         return out
 
 
@@ -260,6 +261,7 @@ class Recording:
     x: np.ndarray              # [T,N,F]
     attention: np.ndarray      # [T,N,M]
     choice: np.ndarray         # [T,N] int
+    supply: np.ndarray         # [T,N,r] (r = 0 when the recorder was given none)
     psi: np.ndarray            # [T,N,G]
     consumer_pos: np.ndarray   # [T,M,2]
     demand: np.ndarray         # [T,M,r]
@@ -391,6 +393,7 @@ def _assemble(path: Path, meta: dict[str, Any], samples: list[tuple[TopicSpec, i
         x=per_agent("state", lambda s: s.x, (0 if state is None else state.x.size,)),
         attention=per_agent("state", lambda s: s.attention, (m,)),
         choice=np.where(np.isnan(choice), -1, choice).astype(np.int64),
+        supply=per_agent("state", lambda s: s.supply, (0 if state is None else state.supply.size,)),
         psi=per_agent("message", lambda s: s.psi, (0 if nb is None else nb.psi.size,)),
         consumer_pos=central("demands", lambda d: d.consumer_pos, (m, 2)),
         demand=central("demands", lambda d: d.demand, (m, r)),

@@ -1,7 +1,10 @@
 """`lgtc`: the command line. Thin: parse arguments, call library functions, print.
 
-    lgtc sim    --scenario FILE --policy expert|random --episodes K --seed S [--out DIR] [--json]
-    lgtc demo   the embedded default mission (paper_10x4, centralized expert) -> runs/demo-*/
+    lgtc sim    --scenario FILE --policy expert|random|MODEL --episodes K --seed S [--out DIR] [--json]
+                [--runtime] [--record BAG] [--cbf decentralized|centralized|off] [--latency T] [--drop P]
+    lgtc demo   the default mission through the per-drone runtime: 10 drones, shipped policy, CBF,
+                a rosbag2 and its replay report -> runs/demo-*/
+    lgtc replay BAG [--policy MODEL] [--out DIR] [--json]
     lgtc bench  simulator and assignment benchmarks, appended to docs/BENCHMARKS.md [--json]
     lgtc train  --algo lgtc-ippo|ippo --scenario FILE --steps N --seed S --out DIR [--resume]
     lgtc eval   --scenario FILE --policy expert|random|MODEL --episodes K [--out DIR] [--json]
@@ -81,25 +84,108 @@ def run_sim(args) -> int:
     if args.episodes < 1:
         raise SystemExit("lgtc: --episodes must be >= 1")
     scenario = _scenario(args.scenario)
-    policy = make_policy(args.policy, args.seed, scenario, getattr(args, "any_consumers", False))
-    with tqdm(total=args.episodes, desc=f"{scenario.name} / {Path(args.policy).stem}", unit="ep",
-              file=sys.stderr, disable=args.quiet) as bar:
-        stats, trace = rollout(scenario, policy, args.episodes, seed=args.seed,
-                               trace=args.out is not None, progress=bar.update)
-    summary = {"scenario": scenario.name, "policy": args.policy, "seed": args.seed, **stats.summary()}
+    label = Path(args.policy).stem
+    runtime = args.runtime or args.record is not None
+    if runtime:
+        stats, trace, extra = _run_missions(scenario, args, label)
+    else:
+        policy = make_policy(args.policy, args.seed, scenario, args.any_consumers)
+        with tqdm(total=args.episodes, desc=f"{scenario.name} / {label}", unit="ep",
+                  file=sys.stderr, disable=args.quiet) as bar:
+            stats, trace = rollout(scenario, policy, args.episodes, seed=args.seed,
+                                   trace=args.out is not None, progress=bar.update)
+        extra = {}
+    summary = {"scenario": scenario.name, "policy": args.policy, "seed": args.seed, **stats.summary(), **extra}
     if args.out is not None:
         out = Path(args.out)
         write_trace_csv(trace, scenario, out / "steps.csv")
         trajectory_png(trace, scenario, out / "trajectory.png",
-                       title=f"{scenario.name}, {args.policy}, seed {args.seed} (episode 0)")
+                       title=f"{scenario.name}, {label}, seed {args.seed} (episode 0)")
         (out / "summary.json").write_text(json.dumps(json.loads(to_json(summary)), indent=2) + "\n")
         summary["out"] = str(out)
     if args.json:
         print(to_json(summary))
     else:
-        print(format_summary(summary, f"lgtc sim: {args.episodes} episode(s)"))
+        print(format_summary(summary, f"lgtc sim: {args.episodes} episode(s)" + (" (per-drone runtime)" if runtime else "")))
         if args.out is not None:
             print(f"wrote {out}/trajectory.png, {out}/steps.csv, {out}/summary.json")
+        if args.record is not None:
+            print(f"recorded {args.record} (replay with: lgtc replay {args.record})")
+    return 0
+
+
+def _run_missions(scenario, args, label):
+    """Episodes through the per-drone runtime (radio, CBF); the first one is recorded if asked."""
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from lgtc_ros.evaluate import _merge
+    from lgtc_ros.runtime import RadioConfig, RuntimeConfig, SwarmRuntime, load_drone_modules
+
+    torch.set_num_threads(1)  # one drone, one thread: what a companion computer or a node gets
+    config = RuntimeConfig(cbf=args.cbf, radio=RadioConfig(latency_ticks=args.latency, drop_prob=args.drop,
+                                                           seed=args.seed))
+    if args.policy in ("expert", "random"):
+        drones, central = None, make_policy(args.policy, args.seed)
+    else:
+        from lgtc_ros.policy.export import ModelMismatch
+
+        try:
+            drones, _ = load_drone_modules(args.policy, scenario, scenario.n_agents, args.any_consumers)
+        except (ModelMismatch, FileNotFoundError) as exc:
+            raise SystemExit(f"lgtc: {exc}") from None
+        central = None
+    results = []
+    with tqdm(total=args.episodes * scenario.episode_steps, desc=f"{scenario.name} / {label} (runtime)",
+              unit="tick", file=sys.stderr, disable=args.quiet) as bar:
+        for k in range(args.episodes):
+            recorder = _recorder(scenario, args, label) if (k == 0 and args.record is not None) else None
+            rt = SwarmRuntime(scenario, drones=drones, centralized=central, config=config, seed=args.seed + k,
+                              recorder=recorder)
+            try:
+                if recorder is not None:
+                    recorder.open()
+                results.append(rt.run(progress=bar.update))
+            finally:
+                if recorder is not None:
+                    recorder.close()
+    tick = np.concatenate([r.tick_s for r in results])
+    extra = {"cbf": args.cbf, "tick_ms_p50": float(np.percentile(tick, 50) * 1e3),
+             "tick_ms_p99": float(np.percentile(tick, 99) * 1e3),
+             "overhead_ms_p99": float(np.percentile(np.concatenate([r.overhead_s for r in results]), 99) * 1e3),
+             "cbf_fallbacks": int(sum(r.cbf.get("fallback", 0) for r in results)),
+             "messages_rejected": int(sum(v for r in results for k, v in r.decode.items() if k != "ok"))}
+    return _merge([r.stats for r in results]), results[0].trace, extra
+
+
+def _recorder(scenario, args, label):
+    from lgtc_ros.bags import BagRecorder
+
+    path = Path(args.record)
+    if path.exists():
+        raise SystemExit(f"lgtc: {path} exists; choose a new --record folder")
+    meta = {"scenario": scenario.name, "scenario_file": scenario.source, "policy": args.policy, "seed": args.seed,
+            "dt": scenario.dt, "cbf": args.cbf, "comm_radius": scenario.comm_radius,
+            "consumer_radius": scenario.consumer_radius, "latency_ticks": args.latency, "drop_prob": args.drop,
+            "events": [{"time_s": e.time_s, "kind": e.kind, "agent": e.agent} for e in scenario.events]}
+    return BagRecorder(path, scenario.n_agents, arena_size_m=scenario.arena_size_m, altitude_m=scenario.altitude_m,
+                       metadata=meta)
+
+
+def run_replay(args) -> int:
+    from lgtc_ros.bags import BagError
+    from lgtc_ros.replay import markdown, report
+
+    try:
+        result = report(args.bag, args.out, args.policy, any_consumers=args.any_consumers)
+    except (BagError, FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"lgtc: {exc}") from None
+    if args.json:
+        print(to_json(result))
+    else:
+        print(markdown(result, result["open_loop"]))
+        print(f"\nwrote {', '.join(result['files'])}")
     return 0
 
 
@@ -182,11 +268,32 @@ def run_export(args) -> int:
     return 0
 
 
+def default_model() -> Path | None:
+    """The shipped policy for the default mission, if present."""
+    from lgtc_ros.scenario import config_dir
+
+    path = config_dir().parent / "models" / "lgtc_paper_10x4.pt"
+    return path if path.is_file() else None
+
+
 def run_demo(args) -> int:
+    """Default mission through the per-drone runtime with the shipped policy and the CBF, recorded
+    to a rosbag2, then replayed into a report."""
+    from lgtc_ros.replay import report
+
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    args.scenario, args.policy, args.seed = DEFAULT_SCENARIO, "expert", 0
-    args.out = args.out or f"runs/demo-{stamp}"
-    return run_sim(args)
+    out = Path(args.out or f"runs/demo-{stamp}")
+    model = default_model()
+    args.scenario, args.seed, args.out = DEFAULT_SCENARIO, 0, str(out)
+    args.policy = str(model) if model is not None else "expert"
+    if model is None:
+        print("lgtc: no shipped model found (models/lgtc_paper_10x4.pt); flying the expert instead", file=sys.stderr)
+    args.runtime, args.record, args.cbf, args.latency, args.drop = True, str(out / "bag"), "decentralized", 0, 0.0
+    args.any_consumers = False
+    code = run_sim(args)
+    result = report(out / "bag", out / "replay")
+    print(f"replay report: {', '.join(result['files'])}")
+    return code
 
 
 def run_bench(args) -> int:
@@ -263,8 +370,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write trajectory.png, steps.csv, summary.json here")
     p.add_argument("--any-consumers", action="store_true",
                    help="fly a model on a scenario with a different number of consumers")
+    p.add_argument("--runtime", action="store_true",
+                   help="run through the per-drone runtime (radio, CBF) instead of the batched evaluator")
+    p.add_argument("--record", default=None, metavar="BAG", help="record episode 0 as a rosbag2 (implies --runtime)")
+    p.add_argument("--cbf", default="decentralized", choices=["decentralized", "centralized", "off"],
+                   help="safety filter in the runtime (default: %(default)s)")
+    p.add_argument("--latency", type=int, default=0, help="radio latency in extra ticks (runtime)")
+    p.add_argument("--drop", type=float, default=0.0, help="radio drop probability (runtime)")
     common(p)
     p.set_defaults(func=run_sim)
+
+    p = sub.add_parser("replay", help="report on a recorded mission; --policy re-runs it open-loop")
+    p.add_argument("bag", help="rosbag2 folder written by `lgtc sim --record`")
+    p.add_argument("--policy", default=None, help="model to replay the recorded observations through")
+    p.add_argument("--out", default=None, help="report folder (default: <bag>_report beside the bag)")
+    p.add_argument("--any-consumers", action="store_true", help="allow a model trained with another M")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(func=run_replay)
 
     p = sub.add_parser("eval", help="evaluate a policy or the expert over K episodes")
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="YAML file or bundled name (default: %(default)s)")
@@ -284,8 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default=None, help="JSON file of final metrics to embed (e.g. an eval summary)")
     p.set_defaults(func=run_export)
 
-    p = sub.add_parser("demo", help="the embedded default mission: 10 drones, 4 consumers, expert")
-    p.add_argument("--episodes", type=int, default=10, help="episodes to summarize (default: %(default)s)")
+    p = sub.add_parser("demo", help="default mission (10 drones, 4 consumers) via the runtime, CBF, bag, replay")
+    p.add_argument("--episodes", type=int, default=1, help="episodes to summarize (default: %(default)s)")
     p.add_argument("--out", default=None, help="output folder (default: runs/demo-<time>)")
     common(p)
     p.set_defaults(func=run_demo)

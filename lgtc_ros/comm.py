@@ -27,6 +27,7 @@ lgtc_state/v1           header:version,agent_id,stamp_s       3
 (/{name}/lgtc/state)    x                                     F        consensus state
                         attention                             M        attention over consumers
                         choice                                1        consumer index, -1 = none
+                        supply                                r        own supplies (0 if unknown)
 lgtc_reward_terms/v1    header:version,stamp_s                2
 (/lgtc/reward_terms)    terms:<name1>,<name2>,...             N*T      [N,T] per agent, stride T
 ======================  ====================================  =======  ==========================
@@ -135,13 +136,15 @@ class DemandBroadcast:
 
 @dataclass(frozen=True, eq=False)
 class AgentState:
-    """Recorded LGTC state of one agent: x [F], attention [M], choice (consumer, -1 = none)."""
+    """Recorded LGTC state of one agent: x [F], attention [M], choice (consumer, -1 = none),
+    supply [r] (what it carried when deciding: replaying a recording through a policy needs it)."""
 
     agent_id: int
     stamp: float
     x: np.ndarray
     attention: np.ndarray
     choice: int
+    supply: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass(frozen=True, eq=False)
@@ -347,11 +350,13 @@ def decode_demands(arr: Any, now: float | None, max_age: float, expect_m: int | 
 # ---------------------------------------------------------------- agent state (recording)
 
 def encode_agent_state(agent_id: int, stamp: float, x: np.ndarray, attention: np.ndarray,
-                       choice: int) -> FloatArray:
-    """Encode one agent's x [F], attention [M] and chosen consumer (-1 = none): ``lgtc_state/v1``."""
+                       choice: int, supply: np.ndarray | None = None) -> FloatArray:
+    """Encode one agent's x [F], attention [M], chosen consumer (-1 = none) and supplies [r]
+    (empty when unknown): ``lgtc_state/v1``."""
     return _pack(STATE, _NB_HEADER, (VERSION, int(agent_id), float(stamp)),
                  [("x", np.ravel(x)), ("attention", np.ravel(attention)),
-                  ("choice", np.array([int(choice)]))])
+                  ("choice", np.array([int(choice)])),
+                  ("supply", np.zeros(0) if supply is None else np.ravel(supply))])
 
 
 def decode_agent_state(arr: Any, expect_f: int | None = None, expect_m: int | None = None,
@@ -359,15 +364,17 @@ def decode_agent_state(arr: Any, expect_f: int | None = None, expect_m: int | No
                        max_age: float = math.inf) -> AgentState | None:
     """Decode an agent state; None if rejected. choice must be -1 or a consumer index < M."""
     def run() -> AgentState:
-        head, blocks = _unpack(arr, STATE, _NB_HEADER, ["x", "attention", "choice"])
-        (_, x, _), (_, att, _), (_, choice, _) = blocks
+        head, blocks = _unpack(arr, STATE, _NB_HEADER, ["x", "attention", "choice", "supply"])
+        (_, x, _), (_, att, _), (_, choice, _), (_, supply, _) = blocks
         _expect("x", x.size, expect_f)
         _expect("attention", att.size, expect_m)
         _expect("choice", choice.size, 1)
         agent = _int_value("agent_id", head[1], 0)
         pick = _int_value("choice", choice[0], -1, att.size - 1)
         _check_age(head[2], now, max_age, FUTURE_TOLERANCE_S)
-        return AgentState(agent, float(head[2]), x.copy(), att.copy(), pick)
+        if np.any(supply < 0):
+            raise _Reject("bad_value", "negative supply")
+        return AgentState(agent, float(head[2]), x.copy(), att.copy(), pick, supply.copy())
     return _guard(STATE, stats, run)
 
 

@@ -114,55 +114,74 @@ def rollout(scenario: Scenario, policy: Policy, episodes: int, seed: int = 0, ma
     return _merge(stats), rec
 
 
+class EpisodeMeter:
+    """Accumulates the episode metrics of every env of a `World`, one `update` per step.
+
+    The batched evaluator and the per-drone runtime both feed it, so their numbers mean the same.
+    """
+
+    def __init__(self, world: World):
+        b, n = world.active.shape
+        self.world = world
+        persistent = world.persistent.numpy()
+        self.satisfiable = np.array([satisfiable_demand(world.supply0[e].double().numpy(),
+                                                        world.need0[e].double().numpy(), persistent)
+                                     for e in range(b)])
+        self.term_sum = {k: torch.zeros(b, n) for k in TERMS}
+        self.close_prev = torch.zeros(b, n, n, dtype=torch.bool)
+        self.collisions = torch.zeros(b, dtype=torch.long)
+        self.min_dist = torch.full((b,), math.inf)
+        self.cover_time = torch.full((b,), math.nan)
+        self.upper = torch.triu(torch.ones(n, n, dtype=torch.bool), 1)
+
+    def update(self, out) -> None:
+        """After `world.step`: `out` is its StepResult."""
+        w, s = self.world, self.world.scenario
+        for k in TERMS:
+            self.term_sum[k] += out.terms[k]
+        both = w.active[:, :, None] & w.active[:, None, :] & self.upper
+        close = (out.info["pair_dist"] < s.safety_radius) & both
+        self.collisions += (close & ~self.close_prev).sum((1, 2))
+        self.close_prev = close
+        pd = torch.where(both, out.info["pair_dist"], torch.full_like(out.info["pair_dist"], math.inf))
+        self.min_dist = torch.minimum(self.min_dist, pd.flatten(1).min(1).values)
+        # only consumers the team can still serve: an open need of a type some active agent carries
+        team_has = ((w.supply > 0) & w.active[..., None]).any(1)  # [B,r]
+        demanding = ((w.need > 0) & team_has[:, None, :]).any(-1)
+        all_in = (out.info["attended"] | ~demanding).all(-1)
+        newly = all_in & torch.isnan(self.cover_time)
+        self.cover_time[newly] = w.t[newly].float() * s.dt
+
+    def finish(self) -> EpisodeStats:
+        w = self.world
+        b, n = w.active.shape
+        released = ((w.need0 - w.need).clamp_min(0) * w.instantaneous).sum((1, 2))
+        covered = ((w.need - w.demand) * w.persistent).sum((1, 2))
+        delivered = (released + covered).double().numpy()
+        pct = 100.0 * np.divide(delivered, self.satisfiable, out=np.full(b, 100.0), where=self.satisfiable > 1e-9)
+        per_agent = {k: (v.sum(1) / n).double().numpy() for k, v in self.term_sum.items()}
+        return EpisodeStats(
+            returns=sum(per_agent.values()), term_returns=per_agent,
+            demand_satisfied_pct=np.minimum(pct, 100.0), collisions=self.collisions.numpy(),
+            min_distance=self.min_dist.numpy(), time_to_cover_s=self.cover_time.numpy(),
+        )
+
+
 def _run_episode(world: World, policy: Policy, rec: Trace | None) -> EpisodeStats:
-    s = world.scenario
-    b, n = world.active.shape
-    persistent = world.persistent.numpy()
-    satisfiable = np.array([satisfiable_demand(world.supply0[e].double().numpy(),
-                                               world.need0[e].double().numpy(), persistent)
-                            for e in range(b)])
-    term_sum = {k: torch.zeros(b, n) for k in TERMS}
-    close_prev = torch.zeros(b, n, n, dtype=torch.bool)
-    collisions = torch.zeros(b, dtype=torch.long)
-    min_dist = torch.full((b,), math.inf)
-    cover_time = torch.full((b,), math.nan)
-    upper = torch.triu(torch.ones(n, n, dtype=torch.bool), 1)
+    meter = EpisodeMeter(world)
     if rec is not None:
         rec.consumer_pos = world.consumer_pos[0].numpy().copy()
-    for _ in range(s.episode_steps):
+    for _ in range(world.scenario.episode_steps):
         with torch.no_grad():
             action = policy(world)
         if rec is not None:
             _record(rec, world, action)
         out = world.step(action)
-        for k in TERMS:
-            term_sum[k] += out.terms[k]
-        both = world.active[:, :, None] & world.active[:, None, :] & upper
-        close = (out.info["pair_dist"] < s.safety_radius) & both
-        collisions += (close & ~close_prev).sum((1, 2))
-        close_prev = close
-        pd = torch.where(both, out.info["pair_dist"], torch.full_like(out.info["pair_dist"], math.inf))
-        min_dist = torch.minimum(min_dist, pd.flatten(1).min(1).values)
-        # only consumers the team can still serve: an open need of a type some active agent carries
-        team_has = ((world.supply > 0) & world.active[..., None]).any(1)  # [B,r]
-        demanding = ((world.need > 0) & team_has[:, None, :]).any(-1)
-        all_in = (out.info["attended"] | ~demanding).all(-1)
-        newly = all_in & torch.isnan(cover_time)
-        cover_time[newly] = world.t[newly].float() * s.dt
+        meter.update(out)
         if rec is not None:
             for k in TERMS:
                 rec.terms[k].append(out.terms[k][0].numpy().copy())
-    inst = world.instantaneous
-    released = ((world.need0 - world.need).clamp_min(0) * inst).sum((1, 2))
-    covered = ((world.need - world.demand) * world.persistent).sum((1, 2))
-    delivered = (released + covered).double().numpy()
-    pct = 100.0 * np.divide(delivered, satisfiable, out=np.full(b, 100.0), where=satisfiable > 1e-9)
-    per_agent = {k: (v.sum(1) / n).double().numpy() for k, v in term_sum.items()}
-    return EpisodeStats(
-        returns=sum(per_agent.values()), term_returns=per_agent,
-        demand_satisfied_pct=np.minimum(pct, 100.0), collisions=collisions.numpy(),
-        min_distance=min_dist.numpy(), time_to_cover_s=cover_time.numpy(),
-    )
+    return meter.finish()
 
 
 def _record(rec: Trace, world: World, action: Tensor) -> None:

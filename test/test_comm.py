@@ -127,7 +127,7 @@ def test_labels_are_human_readable():
     assert terms.dims[2] == Dim("terms:assignment,instantaneous_release", 6, 2)
     state = encode_agent_state(0, 0.0, np.zeros(4), np.zeros(3), 1)
     assert [d.label for d in state.dims] == ["lgtc_state/v1", "header:version,agent_id,stamp_s", "x",
-                                             "attention", "choice"]
+                                             "attention", "choice", "supply"]
 
 
 def test_encoders_reject_programmer_errors():

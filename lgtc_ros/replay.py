@@ -1,0 +1,252 @@
+"""Replay and analysis of a recorded mission (a rosbag2 written by `lgtc sim --record`).
+
+`report(bag)` writes the Fig. 5/6 style figure (trajectories, demand over time, each drone's
+selected consumer over time, the normalized projection of the cluster states) and a markdown
+summary: the instants allocations (re-)form, and after each event the time to the new
+allocation and the demand left uncovered. `open_loop(bag, model)` feeds the recorded
+observations and neighbour messages to a policy and reports where its decisions diverge from
+the recording (a regression check for a new model or a code change).
+
+Definitions (units: seconds, normalized arena units):
+- allocation at tick k: the consumer each flying drone selects (argmax of its attention);
+  an allocation *forms* when it then stays unchanged for `hold_s`.
+- cluster projection (Fig. 6): <x_i, 1>/sqrt(F), normalized by its largest magnitude.
+- after an event at t_e: *orphaned* consumers are those whose open demand rises at t_e;
+  time to new allocation = until every orphaned consumer is served again (its open demand
+  drops below its value just after the event); decision time = until some flying drone
+  selects it.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lgtc_ros.bags import Recording, read_bag
+
+
+def cluster_projection(x: np.ndarray) -> np.ndarray:
+    """[T,N,F] states -> [T,N] projection on the unit vector, scaled into [-1, 1]."""
+    proj = x.sum(-1) / math.sqrt(max(x.shape[-1], 1))
+    peak = np.nanmax(np.abs(proj)) if np.isfinite(proj).any() else 1.0
+    return proj / (peak if peak > 0 else 1.0)
+
+
+def allocations(rec: Recording) -> np.ndarray:
+    """[T,N] selected consumer per flying drone, -1 for landed ones."""
+    return np.where(rec.active, rec.choice, -1)
+
+
+def formations(alloc: np.ndarray, t: np.ndarray, hold_s: float) -> list[tuple[float, tuple[int, ...]]]:
+    """(time, allocation) for every allocation that then holds for `hold_s` seconds."""
+    out: list[tuple[float, tuple[int, ...]]] = []
+    start = 0
+    for k in range(1, len(alloc) + 1):
+        if k == len(alloc) or not np.array_equal(alloc[k], alloc[start]):
+            lasted = (t[k - 1] - t[start]) + (t[1] - t[0] if len(t) > 1 else 0.0)
+            if lasted >= hold_s and (not out or out[-1][1] != tuple(alloc[start])):
+                out.append((float(t[start]), tuple(int(v) for v in alloc[start])))
+            start = k
+    return out
+
+
+@dataclass
+class EventOutcome:
+    time_s: float
+    kind: str
+    orphaned: list[int]
+    decision_s: float            # until a flying drone selects every orphaned consumer (NaN: never)
+    reallocation_s: float        # until every orphaned consumer is served again (NaN: never)
+    uncovered_before: float      # open demand just before the event
+    uncovered_end: float         # open demand at the end of the mission
+
+
+def event_outcomes(rec: Recording) -> list[EventOutcome]:
+    events = rec.meta.get("events", [])
+    total = np.nansum(rec.demand, -1)  # [T,M]
+    alloc = allocations(rec)
+    out = []
+    for e in events:
+        k = int(np.searchsorted(rec.t, e["time_s"]))
+        if k <= 0 or k + 1 >= len(rec.t):
+            continue
+        before, after = total[k - 1], total[min(k + 1, len(rec.t) - 1)]
+        orphaned = [int(m) for m in np.flatnonzero(after > before + 1e-6)]
+        decision = reallocation = math.nan
+        for kk in range(k, len(rec.t)):
+            if math.isnan(decision) and orphaned and all((alloc[kk] == m).any() for m in orphaned):
+                decision = rec.t[kk] - e["time_s"]
+            if math.isnan(reallocation) and orphaned and all(total[kk, m] < after[m] - 1e-6 for m in orphaned):
+                reallocation = rec.t[kk] - e["time_s"]
+        out.append(EventOutcome(float(e["time_s"]), e.get("kind", "?"), orphaned, float(decision),
+                                float(reallocation), float(before.sum()), float(total[-1].sum())))
+    return out
+
+
+def summarize(rec: Recording, hold_s: float = 2.0) -> dict:
+    total = np.nansum(rec.demand, (-1, -2))
+    forms = formations(allocations(rec), rec.t, hold_s)
+    return {
+        "duration_s": float(rec.t[-1] + (rec.t[1] - rec.t[0] if len(rec.t) > 1 else 0.0)),
+        "drones": len(rec.names), "consumers": int(rec.demand.shape[1]),
+        "open_demand_start": float(total[0]), "open_demand_end": float(total[-1]),
+        "open_demand_min": float(np.nanmin(total)),
+        "allocations_formed": [{"time_s": t, "allocation": list(a)} for t, a in forms],
+        "events": [vars(e) for e in event_outcomes(rec)],
+        "landed": [rec.names[i] for i in np.flatnonzero(~rec.active[-1])],
+        "mission": rec.meta,
+    }
+
+
+def figure(rec: Recording, summary: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    alloc = allocations(rec)
+    m = rec.demand.shape[1]
+    colours = plt.get_cmap("tab10")(np.arange(max(m, 1)) % 10)
+    grey = (0.5, 0.5, 0.5, 1.0)
+    fig, ax = plt.subplots(2, 2, figsize=(13, 9))
+    a = ax[0, 0]
+    radius = rec.meta.get("consumer_radius", 0.15)
+    for c in range(m):
+        a.add_patch(plt.Circle(tuple(rec.consumer_pos[0, c]), radius, color=colours[c], alpha=0.15))
+        a.plot(*rec.consumer_pos[0, c], "s", color=colours[c], mec="k", ms=10)
+        a.annotate(f"c{c}", rec.consumer_pos[0, c], xytext=(6, 6), textcoords="offset points")
+    for i, name in enumerate(rec.names):
+        last = alloc[-1, i] if alloc[-1, i] >= 0 else (alloc[:, i][alloc[:, i] >= 0][-1:] if (alloc[:, i] >= 0).any() else [-1])[0]
+        col = colours[last] if last >= 0 else grey
+        a.plot(rec.pos[:, i, 0], rec.pos[:, i, 1], color=col, lw=1.2)
+        a.plot(*rec.pos[-1, i], "o" if rec.active[-1, i] else "x", color=col, ms=7)
+        a.annotate(name, rec.pos[-1, i], xytext=(4, -10), textcoords="offset points", fontsize=8)
+    a.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal", title="trajectories (x = landed)",
+          xlabel="x (arena units)", ylabel="y (arena units)")
+    a = ax[0, 1]
+    for c in range(m):
+        a.plot(rec.t, np.nansum(rec.demand[:, c], -1), color=colours[c], lw=2, label=f"c{c}")
+    a.set(title="open demand per consumer", xlabel="time (s)", ylabel="open demand")
+    a.legend()
+    a = ax[1, 0]
+    for i, name in enumerate(rec.names):
+        a.step(rec.t, np.where(alloc[:, i] >= 0, alloc[:, i] + 0.06 * (i - len(rec.names) / 2), np.nan),
+               where="post", lw=1.5, label=name)
+    a.set(title="selected consumer per drone", xlabel="time (s)", ylabel="consumer", yticks=range(m))
+    a.legend(fontsize=7, ncol=2)
+    a = ax[1, 1]
+    proj = cluster_projection(rec.x)
+    for i, name in enumerate(rec.names):
+        a.plot(rec.t, proj[:, i], lw=1.2, label=name)
+    a.set(title="cluster states: normalized projection <x_i, 1>/sqrt(F) (Fig. 6)", xlabel="time (s)")
+    a.legend(fontsize=7, ncol=2)
+    for axis in ax.flat[1:]:
+        for e in summary["events"]:
+            axis.axvline(e["time_s"], color="r", ls="--", lw=1)
+        for f in summary["allocations_formed"]:
+            axis.axvline(f["time_s"], color="k", ls=":", lw=0.8)
+        axis.grid(alpha=0.3)
+    fig.suptitle(f"{rec.meta.get('scenario', 'mission')} replay (red: events, dotted: allocations formed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def markdown(summary: dict, divergence: dict | None = None) -> str:
+    mission = summary["mission"]
+    lines = [f"# Mission replay: {mission.get('scenario', '?')}", "",
+             f"- policy: `{mission.get('policy', '?')}`, seed {mission.get('seed', '?')}, CBF {mission.get('cbf', '?')}",
+             f"- {summary['drones']} drones, {summary['consumers']} consumers, {summary['duration_s']:.1f} s",
+             f"- open demand: {summary['open_demand_start']:.3f} at start, {summary['open_demand_end']:.3f} at the end "
+             f"(minimum {summary['open_demand_min']:.3f})",
+             f"- landed: {', '.join(summary['landed']) or 'none'}", "", "## Allocations formed", "",
+             "| time (s) | selected consumer per drone (-1 = landed) |", "|---|---|"]
+    lines += [f"| {f['time_s']:.2f} | {f['allocation']} |" for f in summary["allocations_formed"]]
+    if summary["events"]:
+        lines += ["", "## Events", "", "| time (s) | kind | orphaned consumers | decision (s) | new allocation (s) "
+                  "| open demand before | open demand at end |", "|---|---|---|---|---|---|---|"]
+        for e in summary["events"]:
+            fmt = lambda v: "never" if math.isnan(v) else f"{v:.1f}"  # noqa: E731
+            lines.append(f"| {e['time_s']:.1f} | {e['kind']} | {e['orphaned']} | {fmt(e['decision_s'])} | "
+                         f"{fmt(e['reallocation_s'])} | {e['uncovered_before']:.3f} | {e['uncovered_end']:.3f} |")
+    if divergence is not None:
+        lines += ["", "## Open-loop replay through a policy", "",
+                  f"- model: `{divergence['model']}`",
+                  f"- decisions compared: {divergence['decisions']}, different consumer chosen: "
+                  f"{divergence['choice_mismatch']} ({100 * divergence['choice_mismatch_fraction']:.2f} %)",
+                  f"- first divergence: {divergence['first_divergence_s']}",
+                  f"- largest nominal velocity difference: {divergence['max_velocity_diff']:.2e} units/s"]
+    return "\n".join(lines)
+
+
+def open_loop(rec: Recording, model_path: str | Path, scenario=None, any_consumers: bool = False) -> dict:
+    """Re-run the recorded observations and messages through `model_path`, report divergence."""
+    import torch
+
+    from lgtc_ros.policy.learned import LearnedPolicy
+
+    if rec.supply.shape[-1] == 0:
+        raise ValueError("this recording has no supplies in its agent states: it cannot be replayed open-loop")
+    if scenario is None:
+        from lgtc_ros.scenario import load_scenario, resolve_scenario
+
+        scenario = load_scenario(resolve_scenario(rec.meta["scenario"]))
+    step = LearnedPolicy.load(model_path, scenario, allow_consumer_change=any_consumers).step
+    radius = float(rec.meta.get("comm_radius", scenario.comm_radius))
+    t_count, n = rec.choice.shape
+    x = torch.zeros(n, step.state_dim)
+    f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    mismatch, compared, max_dv, first = 0, 0, 0.0, math.nan
+    for k in range(t_count):
+        for i in np.flatnonzero(rec.active[k]):
+            if k > 0:
+                d = np.linalg.norm(rec.pos[k, i] - rec.pos[k], axis=-1)
+                js = [j for j in np.flatnonzero((d <= radius) & rec.active[k] & rec.active[k - 1])
+                      if j != i and np.isfinite(rec.psi[k - 1, j]).all()]
+            else:
+                js = []
+            with torch.no_grad():
+                vel, x_new, _, attn = step(f32(rec.pos[k, i]), f32(rec.supply[k, i]), f32(rec.consumer_pos[k]),
+                                           f32(rec.demand[k]), f32(rec.kinds), x[i],
+                                           f32(rec.pos[k - 1, js]).reshape(len(js), 2),
+                                           f32(rec.psi[k - 1, js]).reshape(len(js), rec.psi.shape[-1]),
+                                           f32(rec.x[k - 1, js]).reshape(len(js), rec.x.shape[-1]))
+            x[i] = x_new
+            compared += 1
+            dv = float(np.abs(vel.numpy() - rec.v_nominal[k, i]).max())
+            max_dv = max(max_dv, dv)
+            if int(attn.argmax()) != rec.choice[k, i]:
+                mismatch += 1
+                if math.isnan(first):
+                    first = float(rec.t[k])
+    return {"model": str(model_path), "decisions": compared, "choice_mismatch": mismatch,
+            "choice_mismatch_fraction": mismatch / max(compared, 1),
+            "first_divergence_s": "none" if math.isnan(first) else f"{first:.2f} s",
+            "max_velocity_diff": max_dv}
+
+
+def report(bag: str | Path, out: str | Path | None = None, model: str | Path | None = None,
+           any_consumers: bool = False, hold_s: float = 2.0) -> dict:
+    """Read `bag`, write report.png, report.md and report.json into `out` (default: beside the bag)."""
+    rec = read_bag(bag)
+    out = Path(out) if out is not None else Path(bag).parent / f"{Path(bag).name}_report"
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(rec, hold_s)
+    divergence = open_loop(rec, model, any_consumers=any_consumers) if model is not None else None
+    figure(rec, summary, out / "report.png")
+    (out / "report.md").write_text(markdown(summary, divergence) + "\n")
+    payload = {**summary, "open_loop": divergence, "files": [str(out / "report.png"), str(out / "report.md")]}
+    (out / "report.json").write_text(json.dumps(payload, indent=2, default=_json) + "\n")
+    return payload
+
+
+def _json(v):
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return None if not np.isfinite(v) else float(v)
+    return str(v)

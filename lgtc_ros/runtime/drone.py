@@ -1,0 +1,78 @@
+"""One drone's decision loop: its own policy module and recurrent state, local data only.
+
+Each tick the drone takes its own pose and supplies, the consumer broadcast and the neighbour
+messages its radio delivered (sent last tick), runs the exported LGTC step, and returns the
+nominal velocity plus the message it broadcasts. The ROS `agent_node` wraps exactly this class.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lgtc_ros.comm import DemandBroadcast, NeighbourMessage
+
+
+@dataclass(frozen=True)
+class DroneDecision:
+    """v_nominal [2] arena units/s; message to broadcast; x [F]; attention [M]; choice (consumer)."""
+
+    v_nominal: np.ndarray
+    message: NeighbourMessage
+    x: np.ndarray
+    attention: np.ndarray
+    choice: int
+    policy_s: float
+    """Wall time of the policy call, s."""
+
+
+class DroneAgent:
+    def __init__(self, agent_id: int, module, state_dim: int, feature_dim: int):
+        self.agent_id = agent_id
+        self.module = module
+        self.state_dim, self.feature_dim = state_dim, feature_dim
+        self.x = torch.zeros(state_dim)
+
+    def reset(self) -> None:
+        self.x = torch.zeros(self.state_dim)
+
+    def decide(self, now: float, pos: np.ndarray, supply: np.ndarray, demands: DemandBroadcast,
+               inbox: list[NeighbourMessage]) -> DroneDecision:
+        """pos [2] arena units, supply [r]; inbox: decoded messages of neighbours (any count)."""
+        f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+        if inbox:
+            nb_pos = f32(np.stack([m.position for m in inbox]))
+            nb_psi = f32(np.stack([m.psi for m in inbox]))
+            nb_x = f32(np.stack([m.x for m in inbox]))
+        else:
+            nb_pos, nb_psi, nb_x = torch.zeros(0, 2), torch.zeros(0, self.feature_dim), torch.zeros(0, self.state_dim)
+        start = time.perf_counter()
+        with torch.no_grad():
+            vel, x, psi, attn = self.module(f32(pos), f32(supply), f32(demands.consumer_pos), f32(demands.demand),
+                                            f32(demands.kinds), self.x, nb_pos, nb_psi, nb_x)
+        spent = time.perf_counter() - start
+        self.x = x
+        x_np = x.numpy().astype(np.float64)
+        message = NeighbourMessage(self.agent_id, now, np.asarray(pos, dtype=np.float64),
+                                   psi.numpy().astype(np.float64), x_np)
+        attention = attn.numpy().astype(np.float64)
+        return DroneDecision(vel.numpy().astype(np.float64), message, x_np, attention, int(attention.argmax()), spent)
+
+
+def load_drone_modules(path: str | Path, scenario, count: int, any_consumers: bool = False,
+                       separate: bool = True) -> tuple[list, dict]:
+    """`count` policy modules for `count` drones (separate copies, as on separate computers,
+    unless `separate` is False) and the model metadata."""
+    from lgtc_ros.policy.learned import LearnedPolicy
+
+    first = LearnedPolicy.load(path, scenario, allow_consumer_change=any_consumers)
+    modules = [first.step]
+    for _ in range(count - 1):
+        if separate and isinstance(first.step, torch.jit.ScriptModule):
+            modules.append(torch.jit.load(str(path)))
+        else:
+            modules.append(first.step)
+    return modules, first.meta

@@ -1,0 +1,197 @@
+"""The swarm runtime: N independent drones at 20 Hz on simulated time, an emulated radio, the CBF
+safety filter, the simulator for one env applying the commands, and optional bag recording.
+
+Per tick k (t = k dt):
+  1. the consumer broadcast is encoded and decoded (as drones would receive it);
+  2. the radio delivers the messages sent at tick k-1 (+ latency) to agents within C, decoded
+     with the versioned comm format (stale / malformed ones are counted and skipped);
+  3. every flying drone decides alone (`DroneAgent`) and broadcasts its message;
+  4. the CBF projects the nominal velocities to safe ones (per drone, for the swarm, or off);
+  5. the world steps; metrics, trace and bag are updated.
+With zero latency, no loss and the CBF off, this reproduces the batched evaluation of the same
+policy (a test checks it). A centralized controller (the expert) can drive it too: no messages.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+
+from lgtc_ros import comm
+from lgtc_ros.evaluate import EpisodeMeter, EpisodeStats, Trace
+from lgtc_ros.runtime.drone import DroneAgent
+from lgtc_ros.runtime.radio import Radio, RadioConfig
+from lgtc_ros.scenario import Scenario
+from lgtc_ros.world import TERMS, World
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    cbf: Literal["decentralized", "centralized", "off"] = "decentralized"
+    radio: RadioConfig = field(default_factory=RadioConfig)
+    max_message_age_s: float = 0.5
+    """Neighbour messages older than this are rejected as stale, s."""
+    sensing_radius: float | None = None
+    """Neighbours the per-drone CBF avoids (from their poses); default: the scenario's C."""
+
+    def validate(self) -> None:
+        if self.cbf not in ("decentralized", "centralized", "off"):
+            raise ValueError(f"cbf = {self.cbf!r}: must be decentralized, centralized or off")
+        self.radio.validate()
+
+
+@dataclass
+class MissionResult:
+    stats: EpisodeStats
+    trace: Trace
+    tick_s: np.ndarray       # [T] wall time of each tick
+    policy_s: np.ndarray     # [T] of which in the drones' policy calls
+    cbf_s: np.ndarray        # [T] of which in the safety filter
+    radio: dict[str, int]
+    decode: dict[str, int]
+    cbf: dict[str, int]
+    choices: np.ndarray      # [T,N] consumer chosen by each drone (-1: landed / none)
+
+    @property
+    def overhead_s(self) -> np.ndarray:
+        """[T] runtime cost beyond the policy and the CBF."""
+        return self.tick_s - self.policy_s - self.cbf_s
+
+
+class SwarmRuntime:
+    def __init__(self, scenario: Scenario, drones: list | None = None, centralized: Callable | None = None,
+                 config: RuntimeConfig = RuntimeConfig(), seed: int = 0, recorder=None):
+        """`drones`: one policy module per drone (`load_drone_modules`), or `centralized`: a
+        callable(world) -> action [1,N,2] (the expert)."""
+        if (drones is None) == (centralized is None):
+            raise ValueError("give either per-drone policy modules or a centralized controller")
+        config.validate()
+        self.scenario, self.config, self.recorder = scenario, config, recorder
+        self.radio_cfg = RadioConfig(**{**config.radio.__dict__, "radius": scenario.comm_radius})
+        self.world = World(scenario, n_envs=1, seed=seed)
+        self.centralized = centralized
+        self.agents = [] if drones is None else [
+            DroneAgent(i, m, m.state_dim, m.feature_dim) for i, m in enumerate(drones)]
+        if drones is not None and len(drones) != scenario.n_agents:
+            raise ValueError(f"{len(drones)} policy modules for {scenario.n_agents} drones")
+        self.decode_stats = comm.DecodeStats()
+        self.cbf_filters = self._make_cbf()
+
+    def _make_cbf(self):
+        from lgtc_ros.safety import make_centralized_filter, make_decentralized_filter
+
+        s, kind = self.scenario, self.config.cbf
+        if kind == "decentralized":
+            return [make_decentralized_filter(s.safety_radius, s.v_max, max_neighbours=16, dt=s.dt)
+                    for _ in range(s.n_agents)]
+        if kind == "centralized":
+            return make_centralized_filter(s.n_agents, s.safety_radius, s.v_max, dt=s.dt)
+        return None
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, progress: Callable[[int], None] | None = None) -> MissionResult:
+        s, w = self.scenario, self.world
+        radio: Radio[comm.FloatArray] = Radio(s.n_agents, self.radio_cfg)
+        for agent in self.agents:
+            agent.reset()
+        if hasattr(self.centralized, "reset"):
+            self.centralized.reset()
+        meter, trace = EpisodeMeter(w), Trace(consumer_pos=w.consumer_pos[0].numpy().copy())
+        timing = {k: np.zeros(s.episode_steps) for k in ("tick", "policy", "cbf")}
+        choices = np.full((s.episode_steps, s.n_agents), -1)
+        for k in range(s.episode_steps):
+            start = time.perf_counter()
+            now = k * s.dt
+            pos = w.pos[0].numpy().astype(np.float64)
+            active = w.active[0].numpy().copy()
+            supply = w.supply[0].numpy().astype(np.float64)
+            demands = self._broadcast(now)
+            inbox = radio.deliver(k, pos, active)
+            v_nom, messages, states, policy_s = self._decide(now, pos, active, supply, demands, inbox)
+            for msg in messages:
+                radio.send(k, msg.agent_id, comm.encode_neighbour(msg))
+            choices[k] = [st[2] if st is not None else -1 for st in states]
+            t_cbf = time.perf_counter()
+            v_safe = self._filter(v_nom, pos, active)
+            cbf_s = time.perf_counter() - t_cbf
+            self._trace(trace, pos, v_safe, supply, active)
+            out = w.step(torch.as_tensor(v_safe, dtype=torch.float32)[None])
+            meter.update(out)
+            for name in TERMS:
+                trace.terms[name].append(out.terms[name][0].numpy().copy())
+            timing["tick"][k] = time.perf_counter() - start
+            timing["policy"][k], timing["cbf"][k] = policy_s, cbf_s
+            if self.recorder is not None:
+                values = np.stack([out.terms[name][0].numpy() for name in TERMS], 1)
+                self.recorder.write_tick(now, pos, active, v_nom, v_safe, messages, demands, states,
+                                         (list(TERMS), values))
+            if progress:
+                progress(1)
+        cbf_stats = {} if self.cbf_filters is None else (
+            self.cbf_filters.stats.as_dict() if not isinstance(self.cbf_filters, list)
+            else dict(sum((Counter(f.stats.as_dict()) for f in self.cbf_filters), Counter())))
+        return MissionResult(meter.finish(), trace, timing["tick"], timing["policy"], timing["cbf"],
+                             dict(radio.stats), dict(self.decode_stats.counts), cbf_stats, choices)
+
+    def _broadcast(self, now: float) -> comm.DemandBroadcast:
+        w = self.world
+        sent = comm.DemandBroadcast(now, w.consumer_pos[0].numpy().astype(np.float64),
+                                    w.demand[0].numpy().astype(np.float64), w.kinds.numpy().astype(np.int64))
+        got = comm.decode_demands(comm.encode_demands(sent), now, self.config.max_message_age_s,
+                                  self.scenario.n_consumers, self.scenario.n_resources, self.decode_stats)
+        return got if got is not None else sent
+
+    def _decide(self, now, pos, active, supply, demands, inbox):
+        n = self.scenario.n_agents
+        v_nom = np.zeros((n, 2))
+        states: list = [None] * n
+        messages: list[comm.NeighbourMessage] = []
+        if self.centralized is not None:
+            start = time.perf_counter()
+            with torch.no_grad():
+                v_nom = self.centralized(self.world)[0].numpy().astype(np.float64)
+            return v_nom * active[:, None], messages, states, time.perf_counter() - start
+        # decode each delivered payload once per tick: every receiver would get the same result
+        cache: dict[int, comm.NeighbourMessage | None] = {}
+        spent = 0.0
+        for i in np.flatnonzero(active):
+            agent = self.agents[i]
+            received = []
+            for sender, payload in inbox[i]:
+                if id(payload) not in cache:
+                    cache[id(payload)] = comm.decode_neighbour(payload, now, self.config.max_message_age_s,
+                                                               agent.feature_dim, agent.state_dim, self.decode_stats)
+                if cache[id(payload)] is not None:
+                    received.append(cache[id(payload)])
+            decision = agent.decide(now, pos[i], supply[i], demands, received)
+            spent += decision.policy_s
+            v_nom[i] = decision.v_nominal
+            messages.append(decision.message)
+            states[i] = (decision.x, decision.attention, decision.choice, supply[i])
+        return v_nom, messages, states, spent
+
+    def _filter(self, v_nom: np.ndarray, pos: np.ndarray, active: np.ndarray) -> np.ndarray:
+        if self.cbf_filters is None:
+            return v_nom * active[:, None]
+        if not isinstance(self.cbf_filters, list):
+            return self.cbf_filters(v_nom, pos, active) * active[:, None]
+        radius = self.config.sensing_radius or self.scenario.comm_radius
+        near = comm.neighbours_within(pos, radius, active)
+        v_safe = np.zeros_like(v_nom)
+        for i in np.flatnonzero(active):
+            v_safe[i] = self.cbf_filters[i](v_nom[i], pos[i], pos[near[i]])
+        return v_safe
+
+    def _trace(self, trace: Trace, pos, v_safe, supply, active) -> None:
+        w = self.world
+        trace.pos.append(pos.copy())
+        trace.vel.append(v_safe.copy())
+        trace.supply.append(supply.copy())
+        trace.demand.append(w.demand[0].numpy().copy())
+        trace.active.append(active.copy())
+        trace.assign.append(w.assign[0].numpy().copy())

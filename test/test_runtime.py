@@ -1,0 +1,151 @@
+"""The per-drone runtime: radio model, equivalence with the batched evaluator, failure handling,
+recording to a rosbag2 and replaying it (report and open-loop regression)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lgtc_ros.bags import BagRecorder, read_bag
+from lgtc_ros.evaluate import rollout
+from lgtc_ros.policy.export import export
+from lgtc_ros.policy.heads import ActorCritic, HeadConfig
+from lgtc_ros.policy.learned import LearnedPolicy
+from lgtc_ros.policy.lgtc import LGTCConfig
+from lgtc_ros.replay import formations, open_loop, report
+from lgtc_ros.runtime import Radio, RadioConfig, RuntimeConfig, SwarmRuntime, load_drone_modules
+from lgtc_ros.scenario import load_scenario, resolve_scenario
+
+PAPER = load_scenario(resolve_scenario("paper_10x4"))
+SHORT = dataclasses.replace(PAPER, episode_steps=60)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    torch.manual_seed(0)
+    model = ActorCritic(LGTCConfig(n_resources=4, feature_dim=16, state_dim=8, hidden_dim=16), HeadConfig((32, 32)))
+    pt, _ = export(model, PAPER, tmp_path_factory.mktemp("m") / "m.pt")
+    return pt
+
+
+# ----------------------------------------------------------------------------- radio
+
+
+def test_radio_delivers_next_tick_within_range_only():
+    radio = Radio(3, RadioConfig(radius=0.5))
+    pos = np.array([[0.0, 0.0], [0.3, 0.0], [0.9, 0.0]])
+    active = np.ones(3, bool)
+    radio.send(0, 0, "hello")
+    assert radio.deliver(0, pos, active) == [[], [], []]           # not the same tick
+    inbox = radio.deliver(1, pos, active)
+    assert inbox == [[], [(0, "hello")], []]                        # agent 2 is out of range
+    assert radio.deliver(2, pos, active) == [[], [], []]            # delivered once
+
+
+def test_radio_latency_and_range_at_delivery_time():
+    radio = Radio(2, RadioConfig(radius=0.5, latency_ticks=2))
+    radio.send(0, 0, "m")
+    near, far = np.array([[0, 0], [0.2, 0]]), np.array([[0, 0], [0.8, 0]])
+    assert radio.deliver(1, near, np.ones(2, bool)) == [[], []]
+    assert radio.deliver(2, near, np.ones(2, bool)) == [[], []]
+    assert radio.deliver(3, near, np.ones(2, bool)) == [[], [(0, "m")]]
+    radio.send(3, 0, "m2")
+    assert radio.deliver(6, far, np.ones(2, bool)) == [[], []]      # moved away before arrival
+
+
+def test_radio_drop_and_burst_rates():
+    n, ticks = 6, 4000
+    pos = np.zeros((n, 2))
+    active = np.ones(n, bool)
+
+    def rate(cfg):
+        radio = Radio(n, cfg)
+        got = 0
+        for k in range(ticks):
+            radio.send(k, 0, k)
+            got += sum(len(box) for box in radio.deliver(k, pos, active))
+        return got / ((ticks - 1) * (n - 1))
+
+    assert rate(RadioConfig(radius=1.0)) == pytest.approx(1.0)
+    assert rate(RadioConfig(radius=1.0, drop_prob=0.3, seed=1)) == pytest.approx(0.7, abs=0.02)
+    # Gilbert-Elliott: stationary burst probability enter / (enter + exit) = 0.1 / 0.4 = 0.25
+    assert rate(RadioConfig(radius=1.0, burst_enter=0.1, burst_exit=0.3, seed=2)) == pytest.approx(0.75, abs=0.03)
+    with pytest.raises(ValueError, match="probability"):
+        Radio(2, RadioConfig(drop_prob=1.5))
+
+
+# ----------------------------------------------------------------------------- runtime
+
+
+def test_runtime_equals_batched_evaluation(model_path):
+    torch.set_num_threads(1)
+    drones, _ = load_drone_modules(model_path, SHORT, SHORT.n_agents)
+    assert drones[0] is not drones[1]  # every drone holds its own copy of the policy
+    res = SwarmRuntime(SHORT, drones=drones, config=RuntimeConfig(cbf="off"), seed=5).run()
+    stats, trace = rollout(SHORT, LearnedPolicy.load(model_path, SHORT), 1, seed=5, trace=True)
+    np.testing.assert_allclose(np.stack(res.trace.pos), np.stack(trace.pos), atol=1e-5)
+    assert res.stats.returns[0] == pytest.approx(stats.returns[0], abs=1e-4)
+    assert res.radio["delivered"] > 0 and res.decode == {"ok": res.decode["ok"]}
+    assert (res.overhead_s >= 0).all()
+
+
+def test_runtime_with_cbf_has_no_collisions_and_counts_nothing_bad(model_path):
+    drones, _ = load_drone_modules(model_path, SHORT, SHORT.n_agents, separate=False)
+    for seed in range(3):
+        res = SwarmRuntime(SHORT, drones=drones, config=RuntimeConfig(cbf="decentralized"), seed=seed).run()
+        assert res.stats.collisions.sum() == 0 and res.stats.min_distance[0] >= SHORT.safety_radius - 1e-3
+        assert res.cbf["calls"] > 0 and res.cbf.get("fallback", 0) == 0
+
+
+def test_stale_messages_are_rejected_and_counted_not_raised(model_path):
+    drones, _ = load_drone_modules(model_path, SHORT, SHORT.n_agents, separate=False)
+    cfg = RuntimeConfig(cbf="off", radio=RadioConfig(latency_ticks=5), max_message_age_s=0.1)
+    res = SwarmRuntime(SHORT, drones=drones, config=cfg, seed=0).run()
+    assert res.decode["stale"] > 0 and res.decode.get("ok", 0) > 0  # demands still fresh
+    lossy = RuntimeConfig(cbf="off", radio=RadioConfig(drop_prob=0.5, burst_enter=0.05, seed=3))
+    res = SwarmRuntime(SHORT, drones=drones, config=lossy, seed=0).run()
+    assert res.radio["dropped_random"] > 0 and res.radio["dropped_burst"] > 0
+
+
+def test_centralized_controller_in_the_runtime():
+    from lgtc_ros.expert import CentralizedExpert
+
+    res = SwarmRuntime(SHORT, centralized=CentralizedExpert(), config=RuntimeConfig(cbf="centralized"), seed=0).run()
+    assert res.stats.collisions.sum() == 0 and res.choices.max() == -1  # no per-drone decisions
+
+
+# ----------------------------------------------------------------------------- record and replay
+
+
+def test_record_replay_and_open_loop(model_path, tmp_path):
+    drones, _ = load_drone_modules(model_path, SHORT, SHORT.n_agents, separate=False)
+    meta = {"scenario": "paper_10x4", "policy": str(model_path), "seed": 1, "cbf": "off",
+            "comm_radius": SHORT.comm_radius, "consumer_radius": SHORT.consumer_radius, "events": []}
+    with BagRecorder(tmp_path / "bag", SHORT.n_agents, metadata=meta) as rec:
+        res = SwarmRuntime(SHORT, drones=drones, config=RuntimeConfig(cbf="off"), seed=1, recorder=rec).run()
+    bag = read_bag(tmp_path / "bag")
+    assert bag.pos.shape == (60, 10, 2) and bag.supply.shape == (60, 10, 4)
+    np.testing.assert_allclose(bag.pos, np.stack(res.trace.pos), atol=1e-9)
+    np.testing.assert_array_equal(bag.choice, res.choices)
+    assert set(bag.reward_terms) >= {"collision", "assignment"}
+
+    out = report(tmp_path / "bag", tmp_path / "report", model=model_path)
+    assert (tmp_path / "report" / "report.png").stat().st_size > 20_000
+    assert "Allocations formed" in (tmp_path / "report" / "report.md").read_text()
+    assert out["open_loop"]["choice_mismatch"] == 0 and out["open_loop"]["max_velocity_diff"] < 1e-4
+    json.loads((tmp_path / "report" / "report.json").read_text())
+
+    torch.manual_seed(9)
+    other = ActorCritic(LGTCConfig(n_resources=4, feature_dim=16, state_dim=8, hidden_dim=16), HeadConfig((32, 32)))
+    other_pt, _ = export(other, PAPER, tmp_path / "other.pt")
+    diverged = open_loop(bag, other_pt)
+    assert diverged["choice_mismatch"] > 0 and diverged["first_divergence_s"] != "none"
+
+
+def test_formations_need_to_hold():
+    t = np.arange(10) * 0.5
+    alloc = np.array([[0, 1]] * 4 + [[1, 1]] + [[0, 0]] * 5)
+    assert formations(alloc, t, hold_s=2.0) == [(0.0, (0, 1)), (2.5, (0, 0))]
