@@ -154,3 +154,85 @@ def append_report(rows: list[dict], command: str, path: str | Path = "docs/BENCH
     with path.open("a") as fh:
         fh.write(section)
     return path
+
+
+def bench_policy_step(model_path: str | Path, neighbours: int = 10, consumers: int = 10, calls: int = 2000,
+                      seed: int = 0) -> list[dict]:
+    """One drone's exported step on ONE CPU thread with `neighbours` messages and M = `consumers`."""
+    from lgtc_ros.policy.export import load
+
+    torch.set_num_threads(1)
+    module, meta = load(model_path)
+    g = torch.Generator().manual_seed(seed)
+    r, f, gdim = meta["shapes"]["r"], meta["shapes"]["F"], meta["shapes"]["G"]
+    kinds = torch.tensor([1.0 if res["kind"] == "persistent" else 0.0 for res in meta["scenario"]["resources"]])
+    rnd = lambda *s: torch.rand(*s, generator=g)  # noqa: E731
+    args = (rnd(2) * 2 - 1, rnd(r), rnd(consumers, 2) * 2 - 1, rnd(consumers, r), kinds, rnd(f) * 2 - 1,
+            rnd(neighbours, 2) * 2 - 1, rnd(neighbours, gdim), rnd(neighbours, f))
+    times = []
+    with torch.no_grad():
+        for _ in range(50):  # TorchScript profiles and optimizes its first calls
+            module(*args)
+        for _ in range(calls):
+            start = time.perf_counter()
+            module(*args)
+            times.append(time.perf_counter() - start)
+    t = np.array(times) * 1e3
+    return [{"bench": "policy_step", "model": Path(model_path).name, "threads": 1, "neighbours": neighbours,
+             "consumers": consumers, "p50_ms": float(np.percentile(t, 50)), "p99_ms": float(np.percentile(t, 99))}]
+
+
+def bench_runtime(model_path: str | Path, scenario_name: str = "scale_50x10", ticks: int = 200,
+                  cbf: str = "decentralized") -> list[dict]:
+    """Wall time of a runtime tick at N = 50, split into policy, CBF and the rest (overhead)."""
+    import dataclasses
+
+    from lgtc_ros.runtime import RuntimeConfig, SwarmRuntime, load_drone_modules
+
+    torch.set_num_threads(1)
+    scenario = dataclasses.replace(load_scenario(resolve_scenario(scenario_name)), episode_steps=ticks)
+    drones, _ = load_drone_modules(model_path, scenario, scenario.n_agents, any_consumers=True)
+    res = SwarmRuntime(scenario, drones=drones, config=RuntimeConfig(cbf=cbf), seed=0).run()
+    ms = lambda a, q: float(np.percentile(a, q) * 1e3)  # noqa: E731
+    return [{"bench": "runtime", "scenario": scenario.name, "agents": scenario.n_agents, "cbf": cbf, "ticks": ticks,
+             "tick_p50_ms": ms(res.tick_s, 50), "tick_p99_ms": ms(res.tick_s, 99),
+             "policy_p50_ms": ms(res.policy_s, 50), "cbf_p50_ms": ms(res.cbf_s, 50),
+             "overhead_p50_ms": ms(res.overhead_s, 50), "overhead_p99_ms": ms(res.overhead_s, 99),
+             "overhead_p99_pct_of_tick": 100 * float(np.percentile(res.overhead_s, 99)) / scenario.dt}]
+
+
+def bench_collisions(model_path: str | Path, episodes: int = 100, scenario_name: str = "paper_10x4",
+                     progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Collisions (pairs closer than safety_radius) over seeded episodes, CBF on and off."""
+    from lgtc_ros.runtime import RuntimeConfig, SwarmRuntime, load_drone_modules
+
+    torch.set_num_threads(1)
+    scenario = load_scenario(resolve_scenario(scenario_name))
+    drones, _ = load_drone_modules(model_path, scenario, scenario.n_agents, separate=False)
+    rows = []
+    for cbf in ("decentralized", "off"):
+        hits, mins, fallbacks, returns = 0, [], 0, []
+        for seed in range(episodes):
+            res = SwarmRuntime(scenario, drones=drones, config=RuntimeConfig(cbf=cbf), seed=seed).run()
+            hits += int(res.stats.collisions.sum())
+            mins.append(float(res.stats.min_distance.min()))
+            fallbacks += res.cbf.get("fallback", 0)
+            returns.append(float(res.stats.returns.mean()))
+            if progress:
+                progress(f"collisions cbf={cbf} episode {seed}")
+        rows.append({"bench": "collisions", "scenario": scenario.name, "episodes": episodes, "cbf": cbf,
+                     "collisions": hits, "min_distance": min(mins), "cbf_fallbacks": fallbacks,
+                     "return_mean": float(np.mean(returns))})
+    return rows
+
+
+def bench_training(log_csv: str | Path) -> list[dict]:
+    """Training throughput of a finished run, read from its train_log.csv."""
+    import csv
+
+    rows = list(csv.DictReader(Path(log_csv).open()))
+    last = rows[-1]
+    wall = float(last["wall_s"])
+    return [{"bench": "training", "log": str(log_csv), "updates": len(rows), "env_steps": int(float(last["env_steps"])),
+             "wall_min": wall / 60, "env_steps_per_s": float(last["env_steps"]) / wall,
+             "agent_steps_per_s": float(last["agent_steps"]) / wall}]

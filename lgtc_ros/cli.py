@@ -300,17 +300,39 @@ def run_bench(args) -> int:
     from tqdm import tqdm
 
     from lgtc_ros import bench
+    from lgtc_ros.safety import bench_cbf
 
+    model = Path(args.model) if args.model else default_model()
+    needs_model = {"policy", "runtime", "collisions"} & set(args.only)
+    if needs_model and (model is None or not model.is_file()):
+        raise SystemExit(f"lgtc: benches {sorted(needs_model)} need a model (--model; none shipped at models/)")
     rows = []
     with tqdm(desc="bench", file=sys.stderr, disable=args.quiet) as bar:
-        if "sim" in args.only:
-            bar.set_postfix_str("simulator")
-            rows += bench.bench_simulator(bench.default_scenario(), batches=args.batches)
+        def note(msg):
+            bar.set_postfix_str(msg)
             bar.update()
+
+        if "sim" in args.only:
+            note("simulator")
+            rows += bench.bench_simulator(bench.default_scenario(), batches=args.batches)
         if "assignment" in args.only:
             rows += bench.bench_assignment(instances=args.instances, cvxpy_instances=args.cvxpy_instances,
-                                           cvxpy_time_limit=args.cvxpy_time_limit,
-                                           progress=lambda msg: (bar.set_postfix_str(msg), bar.update()))
+                                           cvxpy_time_limit=args.cvxpy_time_limit, progress=note)
+        if "cbf" in args.only:
+            note("cbf")
+            rows += bench_cbf()
+        if "policy" in args.only:
+            note("policy step")
+            rows += bench.bench_policy_step(model)
+        if "runtime" in args.only:
+            note("runtime N=50")
+            rows += bench.bench_runtime(model)
+        if "collisions" in args.only:
+            rows += bench.bench_collisions(model, episodes=args.episodes, progress=note)
+        if "training" in args.only:
+            log = model.with_name(model.stem + "_train_log.csv") if model else None
+            if log is not None and log.is_file():
+                rows += bench.bench_training(log)
     command = "lgtc " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "lgtc bench"
     if not args.no_write:
         path = bench.append_report(rows, command, args.report)
@@ -425,7 +447,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("bench", help="benchmarks; appends to docs/BENCHMARKS.md")
-    p.add_argument("--only", nargs="+", default=["sim", "assignment"], choices=["sim", "assignment"])
+    kinds = ["sim", "assignment", "cbf", "policy", "runtime", "collisions", "training"]
+    p.add_argument("--only", nargs="+", default=kinds, choices=kinds, help="which benches (default: all)")
+    p.add_argument("--model", default=None, help="exported model for policy/runtime/collision benches "
+                   "(default: models/lgtc_paper_10x4.pt)")
+    p.add_argument("--episodes", type=int, default=100, help="seeded episodes of the collision bench")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024], help="simulator batch sizes")
     p.add_argument("--instances", type=int, default=10, help="assignment instances per N (default: %(default)s)")
     p.add_argument("--cvxpy-instances", type=int, default=5, help="of which also solved by plain cvxpy+SCIP")

@@ -46,6 +46,17 @@ class Randomization:
     demand_range: tuple[float, float] = (0.5, 1.0)
     supply_types_per_agent: int = 1
     supply_range: tuple[float, float] = (0.2, 0.4)
+    demand_types: tuple[int, ...] | None = None
+    """Resource types consumers may demand (indices); None = all."""
+    supply_types: tuple[int, ...] | None = None
+    """Resource types agents may carry (indices); None = all."""
+    cap_supply: bool = False
+    """Scale each draw's supplies down so total supply <= total demand (the paper's assumption,
+    enforced per episode instead of by the worst case of the ranges)."""
+    discharge_probability: float = 0.0
+    """Per episode: probability that one random agent discharges (all supply lost) and lands."""
+    discharge_window_s: tuple[float, float] = (0.0, 0.0)
+    """When that random discharge happens, uniform in this window (s after reset)."""
 
 
 @dataclass(frozen=True)
@@ -329,9 +340,21 @@ def _validate_random(s: Scenario, fail) -> None:
             fail(f"random.{name}", getattr(r, name), "must be in (0, 1]")
     # the draws of quantities replaced by fixed `initial` values are never used, so not checked
     drawn = {"demand": s.initial.demand is None, "supply": s.initial.supply is None}
+    for name, what in (("demand_types", "demand"), ("supply_types", "supply")):
+        allowed = getattr(r, name)
+        if allowed is not None and (not allowed or len(set(allowed)) != len(allowed)
+                                    or any(not 0 <= k < s.n_resources for k in allowed)):
+            fail(f"random.{name}", list(allowed), f"must list distinct type indices in 0..{s.n_resources - 1}")
     for name, what in (("demand_types_per_consumer", "demand"), ("supply_types_per_agent", "supply")):
-        if drawn[what] and not 1 <= getattr(r, name) <= s.n_resources:
-            fail(f"random.{name}", getattr(r, name), f"must be in 1..{s.n_resources} (number of resource types)")
+        allowed = getattr(r, f"{what}_types")
+        hi = s.n_resources if allowed is None else len(allowed)
+        if drawn[what] and not 1 <= getattr(r, name) <= hi:
+            fail(f"random.{name}", getattr(r, name), f"must be in 1..{hi} (resource types it may draw from)")
+    if not 0.0 <= r.discharge_probability <= 1.0:
+        fail("random.discharge_probability", r.discharge_probability, "must be a probability in [0, 1]")
+    lo, hi = r.discharge_window_s
+    if r.discharge_probability > 0 and not 0 <= lo <= hi <= s.duration_s:
+        fail("random.discharge_window_s", [lo, hi], f"must satisfy 0 <= start <= end <= {s.duration_s:g} s")
     for name, what in (("demand_range", "demand"), ("supply_range", "supply")):
         if not drawn[what]:
             continue
@@ -361,8 +384,11 @@ def _validate_initial(s: Scenario, fail) -> None:
 
 
 def _validate_supply_vs_demand(s: Scenario, fail) -> None:
-    """The paper assumes total supply <= total demand; checked for the worst draw."""
+    """The paper assumes total supply <= total demand; checked for the worst draw (unless random
+    supplies are capped per draw, which enforces it for every episode)."""
     r = s.random
+    if r.cap_supply and s.initial.supply is None:
+        return
     if s.initial.supply is not None:
         max_supply, supply_field = sum(map(sum, s.initial.supply)), "initial.supply"
     else:

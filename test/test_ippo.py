@@ -119,3 +119,24 @@ def test_cli_train_validates(tmp_path, capsys):
         main(["train", "--out", str(tmp_path / "x"), "--set", "warp_speed=9"])
     with pytest.raises(SystemExit, match="minibatch_size"):
         main(["train", "--out", str(tmp_path / "x"), "--set", "minibatch_size=100000", "--quiet"])
+
+
+def test_sigterm_in_a_background_process_saves_a_checkpoint(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = small_args(tmp_path, total_steps=16 * 30 * 2000)
+    code = (f"import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n"  # as a background job gets
+            f"from lgtc_ros.train.ippo import Args, train\n"
+            f"print(train(Args(**{args.__dict__!r}), show_progress=False))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "run" / "train_log.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert "interrupted" in out, err[-2000:]
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["update"] >= 2

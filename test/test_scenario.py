@@ -127,3 +127,28 @@ def test_missing_required_field():
     del data["n_agents"]
     with pytest.raises(ScenarioError, match="missing required field 'n_agents'"):
         scenario_from_dict(data, source="x.yaml")
+
+
+@pytest.mark.parametrize("dotted, value, field, words", [
+    ("random.supply_types", [2, 9], "random.supply_types", "distinct type indices"),
+    ("random.demand_types", [], "random.demand_types", "distinct type indices"),
+    ("random.discharge_probability", 1.5, "random.discharge_probability", "probability"),
+])
+def test_randomization_extensions_validated(tmp_path, dotted, value, field, words):
+    path = write(tmp_path, edit(paper_dict(), dotted, value))
+    with pytest.raises(ScenarioError, match=words) as err:
+        load_scenario(path)
+    assert f"'{field}'" in str(err.value)
+
+
+def test_types_per_row_limited_by_allowed_types(tmp_path):
+    data = edit(paper_dict(), "random.demand_types", [0])
+    with pytest.raises(ScenarioError, match=r"demand_types_per_consumer' = 2: must be in 1..1"):
+        load_scenario(write(tmp_path, data))
+
+
+def test_cap_supply_replaces_the_worst_case_check(tmp_path):
+    data = edit(paper_dict(), "random.supply_range", [0.2, 0.9])
+    with pytest.raises(ScenarioError, match="supply totals above demand totals"):
+        load_scenario(write(tmp_path, data))
+    assert load_scenario(write(tmp_path, edit(data, "random.cap_supply", True), "ok.yaml")).random.cap_supply

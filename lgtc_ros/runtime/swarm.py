@@ -29,6 +29,9 @@ from lgtc_ros.scenario import Scenario
 from lgtc_ros.world import TERMS, World
 
 
+CBF_MARGIN = 0.03
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     cbf: Literal["decentralized", "centralized", "off"] = "decentralized"
@@ -85,11 +88,14 @@ class SwarmRuntime:
         from lgtc_ros.safety import make_centralized_filter, make_decentralized_filter
 
         s, kind = self.scenario, self.config.cbf
+        # the barrier holds drones at its radius; a 3 % margin keeps solver round-off at that
+        # boundary from reading as contact in the collision count (which uses safety_radius)
+        radius = s.safety_radius * (1.0 + CBF_MARGIN)
         if kind == "decentralized":
-            return [make_decentralized_filter(s.safety_radius, s.v_max, max_neighbours=16, dt=s.dt)
+            return [make_decentralized_filter(radius, s.v_max, max_neighbours=16, dt=s.dt)
                     for _ in range(s.n_agents)]
         if kind == "centralized":
-            return make_centralized_filter(s.n_agents, s.safety_radius, s.v_max, dt=s.dt)
+            return make_centralized_filter(s.n_agents, radius, s.v_max, dt=s.dt)
         return None
 
     # ------------------------------------------------------------------ the loop

@@ -144,7 +144,7 @@ LOG_FIELDS = ["update", "env_steps", "agent_steps", "wall_s", "sps_env", "sps_ag
               "entropy", "approx_kl", "clipfrac", "explained_variance", "contraction_min",
               "contraction_mean", "tau_min", "penalty"]
 WORLD_STATE = ("pos", "supply", "active", "consumer_pos", "need", "demand", "assign", "contributed",
-               "fired", "t", "supply0", "need0")
+               "fired", "t", "supply0", "need0", "random_discharge_step", "random_discharge_agent")
 
 
 class Trainer:
@@ -182,7 +182,7 @@ class Trainer:
         self.update, self.env_steps, self.wall = ck["update"], ck["env_steps"], ck["wall"]
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["opt"])
-        for k, v in ck["world"].items():
+        for k, v in ck["world"].items():  # (older checkpoints may lack newer fields: defaults stay)
             setattr(self.world, k, v.clone())
         self.world.gen.set_state(ck["world_gen"])
         self.state = {k: v.clone() for k, v in ck["state"].items()}
@@ -380,6 +380,22 @@ def _clone(obj):
     return obj
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both stop at a checkpoint. A shell starting a background job sets
+    SIGINT to 'ignore', which Python inherits: re-arm it so `kill -INT` works there too."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
+
+
 def train(args: Args, resume: bool = False, show_progress: bool = True) -> str:
     """Entry point of `lgtc train`: progress bar with reward and speed; returns the run status."""
     from tqdm import tqdm
@@ -394,6 +410,7 @@ def train(args: Args, resume: bool = False, show_progress: bool = True) -> str:
     trainer = Trainer(args)
     if resume:
         trainer.restore(ck)
+    _stop_on_signals()
     (out / "config.json").parent.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
     with tqdm(total=args.total_steps, initial=min(trainer.env_steps, args.total_steps), unit="step",
@@ -405,6 +422,6 @@ def train(args: Args, resume: bool = False, show_progress: bool = True) -> str:
             bar.update(steps)
         status = trainer.run(progress)
     if status == "interrupted":
-        print(f"\ninterrupted: checkpoint saved at update {trainer.update - 1 if trainer.update else 0} "
-              f"in {out / 'checkpoint.pt'}; continue with --resume")
+        saved = load_checkpoint(out / "checkpoint.pt")["update"]
+        print(f"\ninterrupted: checkpoint saved at update {saved} in {out / 'checkpoint.pt'}; continue with --resume")
     return status

@@ -108,11 +108,16 @@ def learning_curve_png(csv_path: str | Path, png_path: str | Path, title: str,
     ax.set(title="return per reward term (eq. 2)", xlabel="environment steps")
     ax.legend(fontsize=7)
     ax = axes[1, 0]
-    for k in ("pg_loss", "v_loss", "entropy", "approx_kl"):
+    for k in ("pg_loss", "v_loss", "approx_kl"):
         if k in rows[0]:
             ax.plot(steps, col(k), label=k)
-    ax.set(title="losses", xlabel="environment steps", yscale="symlog")
-    ax.legend(fontsize=8)
+    ax.set(title="losses (entropy on the right axis)", xlabel="environment steps")
+    ax.legend(fontsize=8, loc="upper left")
+    if "entropy" in rows[0]:
+        twin = ax.twinx()
+        twin.plot(steps, col("entropy"), color="tab:green", alpha=0.7, label="entropy")
+        twin.set_ylabel("policy entropy")
+        twin.legend(fontsize=8, loc="upper right")
     ax = axes[1, 1]
     for k in ("contraction_min", "contraction_mean", "tau_min", "penalty"):
         if k in rows[0]:

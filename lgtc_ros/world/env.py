@@ -62,9 +62,16 @@ def jittered_grid(gen: torch.Generator, batch: int, count: int, half_width: floa
 
 
 def random_quantities(gen: torch.Generator, batch: int, rows: int, r: int, types_per_row: int,
-                      low: float, high: float, device: torch.device) -> Tensor:
-    """[B,rows,r]: each row gets `types_per_row` distinct types with a U[low, high] quantity."""
-    chosen = torch.rand(batch, rows, r, generator=gen, device=device).argsort(-1)[..., :types_per_row]
+                      low: float, high: float, device: torch.device,
+                      allowed: tuple[int, ...] | None = None) -> Tensor:
+    """[B,rows,r]: each row gets `types_per_row` distinct types (among `allowed`, default all)
+    with a U[low, high] quantity."""
+    score = torch.rand(batch, rows, r, generator=gen, device=device)
+    if allowed is not None:  # disallowed types sort last, so they are never among the first picks
+        mask = torch.zeros(r, dtype=torch.bool, device=device)
+        mask[list(allowed)] = True
+        score = torch.where(mask, score, score + 2.0)
+    chosen = score.argsort(-1)[..., :types_per_row]
     mask = torch.zeros(batch, rows, r, device=device).scatter_(-1, chosen, 1.0)
     qty = low + (high - low) * torch.rand(batch, rows, r, generator=gen, device=device)
     return mask * qty
@@ -102,6 +109,8 @@ class World:
         self.assign = z(b, n, dtype=torch.long) - 1
         self.contributed = z(b, n, m, dtype=torch.bool)
         self.fired = z(b, len(s.events), dtype=torch.bool)
+        self.random_discharge_step = z(b, dtype=torch.long) - 1
+        self.random_discharge_agent = z(b, dtype=torch.long)
         self.t = z(b, dtype=torch.long)
         self.supply0, self.need0 = z(b, n, r), z(b, m, r)
         self.reset()
@@ -119,9 +128,25 @@ class World:
         draws = {
             "pos": jittered_grid(self.gen, b, n, rnd.agent_half_width, AGENT_JITTER, dev),
             "consumer_pos": jittered_grid(self.gen, b, m, rnd.consumer_half_width, CONSUMER_JITTER, dev),
-            "supply": random_quantities(self.gen, b, n, r, rnd.supply_types_per_agent, *rnd.supply_range, dev),
-            "need": random_quantities(self.gen, b, m, r, rnd.demand_types_per_consumer, *rnd.demand_range, dev),
+            "supply": random_quantities(self.gen, b, n, r, rnd.supply_types_per_agent, *rnd.supply_range, dev,
+                                        rnd.supply_types),
+            "need": random_quantities(self.gen, b, m, r, rnd.demand_types_per_consumer, *rnd.demand_range, dev,
+                                      rnd.demand_types),
         }
+        if rnd.cap_supply and init.supply is None:
+            total_need = draws["need"].sum((1, 2)) if init.demand is None else \
+                torch.tensor(init.demand, device=dev).sum().expand(b)
+            scale = (total_need / draws["supply"].sum((1, 2)).clamp_min(1e-9)).clamp(max=1.0)
+            draws["supply"] = draws["supply"] * scale[:, None, None]
+        # a random discharge per episode (training for missions like Fig. 5): step -1 = none.
+        # Drawn only when enabled, so other scenarios keep their seeded episode streams.
+        if rnd.discharge_probability > 0:
+            hit = torch.rand(b, generator=self.gen, device=dev) < rnd.discharge_probability
+            lo, hi = rnd.discharge_window_s
+            when = lo + (hi - lo) * torch.rand(b, generator=self.gen, device=dev)
+            who = torch.randint(0, n, (b,), generator=self.gen, device=dev)
+            self.random_discharge_step[mask] = torch.where(hit, (when / s.dt).round().long(), -1)[mask]
+            self.random_discharge_agent[mask] = who[mask]
         fixed = {"pos": init.agent_pos, "consumer_pos": init.consumer_pos, "supply": init.supply,
                  "need": init.demand}
         for name, value in draws.items():
@@ -206,6 +231,7 @@ class World:
 
     def _apply_events(self) -> None:
         """Fire the scheduled events due at this step (a loop over events, vectorized over envs)."""
+        self._apply_random_discharge()
         if not self.scenario.events:
             return
         due = (self.t[:, None] == self.event_steps[None, :]) & ~self.fired
@@ -228,6 +254,16 @@ class World:
                 self.consumer_pos[fire, event.consumer] = torch.tensor(event.position, device=self.device)
         self.fired |= due
         self._refresh_assignment(due.any(-1))
+
+    def _apply_random_discharge(self) -> None:
+        fire = self.t == self.random_discharge_step
+        if not fire.any():
+            return
+        envs = torch.nonzero(fire).flatten()
+        agents = self.random_discharge_agent[envs]
+        self.supply[envs, agents] = 0.0
+        self.active[envs, agents] = False
+        self._refresh_assignment(fire)
 
     def _refresh_assignment(self, env_mask: Tensor) -> None:
         """Re-solve eq. (3) for the envs in `env_mask`: once per reset or event, never per step."""
