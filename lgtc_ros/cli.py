@@ -5,6 +5,7 @@
     lgtc demo   the default mission through the per-drone runtime: 10 drones, shipped policy, CBF,
                 a rosbag2 and its replay report -> runs/demo-*/
     lgtc replay BAG [--policy MODEL] [--out DIR] [--json]
+    lgtc compare LABEL=RUN/train_log.csv ... --out FIG.png   (learning curves side by side)
     lgtc bench  simulator and assignment benchmarks, appended to docs/BENCHMARKS.md [--json]
     lgtc train  --algo lgtc-ippo|ippo --scenario FILE --steps N --seed S --out DIR [--resume]
     lgtc eval   --scenario FILE --policy expert|random|MODEL --episodes K [--out DIR] [--json]
@@ -376,6 +377,21 @@ def _parse_setting(default, text: str):
     return type(default)(text)
 
 
+def run_compare(args) -> int:
+    from lgtc_ros.plots import compare_curves_png
+
+    logs = {}
+    for item in args.logs:
+        label, sep, path = item.partition("=")
+        if not sep:
+            label, path = Path(item).parent.name, item
+        if not Path(path).is_file():
+            raise SystemExit(f"lgtc: no training log at {path}")
+        logs[label] = path
+    print(f"wrote {compare_curves_png(logs, args.out, args.title)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lgtc", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -401,6 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop", type=float, default=0.0, help="radio drop probability (runtime)")
     common(p)
     p.set_defaults(func=run_sim)
+
+    p = sub.add_parser("compare", help="overlay learning curves of several training runs")
+    p.add_argument("logs", nargs="+", metavar="[LABEL=]TRAIN_LOG_CSV")
+    p.add_argument("--out", required=True, help="PNG path")
+    p.add_argument("--title", default="", help="figure title")
+    p.set_defaults(func=run_compare)
 
     p = sub.add_parser("replay", help="report on a recorded mission; --policy re-runs it open-loop")
     p.add_argument("bag", help="rosbag2 folder written by `lgtc sim --record`")

@@ -61,3 +61,28 @@ def trajectory_png(trace: Trace, scenario: Scenario, path: str | Path, title: st
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def compare_curves_png(logs: dict[str, str | Path], path: str | Path, title: str = "") -> Path:
+    """Fig. 3 style: per-agent episode return vs environment steps for several training logs."""
+    from lgtc_ros.train.runner import read_csv
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for label, log in logs.items():
+        rows = read_csv(log)
+        steps = np.array([float(r["env_steps"]) for r in rows])
+        ret = np.array([float(r["episode_return"]) if r["episode_return"] not in ("", "nan") else np.nan
+                        for r in rows])
+        smooth = np.array([np.nanmean(ret[max(0, i - 9):i + 1]) for i in range(len(ret))])
+        line, = ax.plot(steps, smooth, lw=2, label=label)
+        ax.plot(steps, ret, lw=0.8, alpha=0.3, color=line.get_color())
+    ax.set(xlabel="environment steps", ylabel="per-agent episode return (training, stochastic policy)",
+           title=title or "learning curves")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -52,3 +52,39 @@ def test_bench_sim_rows(tmp_path, capsys):
 def test_console_script_entry_point():
     proc = subprocess.run([sys.executable, "-m", "lgtc_ros.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "sim" in proc.stdout and "bench" in proc.stdout
+
+
+def test_demo_flies_the_shipped_policy_through_the_runtime_and_replays_it(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "models/lgtc_paper_10x4.pt" in out and "per-drone runtime" in out
+    demo = tmp_path / "demo"
+    assert (demo / "bag" / "metadata.yaml").is_file() and list((demo / "bag").glob("*.mcap"))
+    assert (demo / "replay" / "report.png").stat().st_size > 20_000
+    summary = json.loads((demo / "summary.json").read_text())
+    assert summary["collisions_total"] == 0 and summary["cbf_fallbacks"] == 0
+
+
+def test_record_then_replay_cli(tmp_path, capsys):
+    bag = tmp_path / "bag"
+    assert main(["sim", "--policy", "models/lgtc_paper_10x4.pt", "--record", str(bag), "--episodes", "1",
+                 "--cbf", "off", "--json", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["replay", str(bag), "--policy", "models/lgtc_paper_10x4.pt", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["open_loop"]["choice_mismatch"] == 0  # same model, ideal radio: identical decisions
+    with pytest.raises(SystemExit, match="exists"):
+        main(["sim", "--policy", "expert", "--record", str(bag), "--quiet"])
+    with pytest.raises(SystemExit, match="not a rosbag2|metadata|bag"):
+        main(["replay", str(tmp_path)])
+
+
+def test_model_for_another_consumer_count_needs_the_flag(tmp_path):
+    with pytest.raises(SystemExit, match="--any-consumers"):
+        main(["sim", "--scenario", "scale_50x10", "--policy", "models/lgtc_paper_10x4.pt", "--quiet"])
+
+
+def test_compare_curves(tmp_path, capsys):
+    log = "models/lgtc_paper_10x4_train_log.csv"
+    assert main(["compare", f"A={log}", log, "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 10_000
