@@ -37,7 +37,7 @@ class ModelMismatch(ValueError):
 class DroneStep(nn.Module):
     """The actor of an `ActorCritic` as one drone's step (TorchScript-able)."""
 
-    __constants__ = ["v_max", "state_dim", "feature_dim", "crowd_radius"]
+    __constants__ = ["v_max", "state_dim", "feature_dim", "crowd_radius", "fused_step"]
 
     def __init__(self, model: ActorCritic, v_max: float):
         super().__init__()
@@ -47,14 +47,34 @@ class DroneStep(nn.Module):
         self.state_dim = model.cfg.state_dim
         self.feature_dim = model.cfg.feature_dim
         self.crowd_radius = model.cfg.crowd_radius
+        # eq. (6)'s parameter-only terms, computed once instead of at every step
+        with torch.no_grad():
+            a, tau_kappa, b_f = model.actor.ode_constants() if model.cfg.consensus else (
+                torch.zeros(1, 1), torch.zeros(1), torch.zeros(1))
+        self.register_buffer("ode_a", a.clone())
+        self.register_buffer("ode_leak", tau_kappa.clone())
+        self.register_buffer("ode_bf", b_f.clone())
+        # the LGTC actor's per-drone step runs a fused inference graph of the same weights
+        self.fused_step = bool(model.cfg.consensus)
+        if self.fused_step:
+            from lgtc_ros.policy.fused import FusedActor
+
+            self.fused = FusedActor(model.actor, model.actor_head)
 
     def _velocity(self, y: Tensor) -> Tensor:
-        mean = self.head(y)[..., :2].clamp(-1.0, 1.0) * self.v_max
+        return self._scale(self.head(y)[..., :2])
+
+    def _scale(self, mean: Tensor) -> Tensor:
+        """Mean action in units of v_max -> velocity (arena units/s), norm clipped to v_max."""
+        mean = mean.clamp(-1.0, 1.0) * self.v_max
         norm = torch.linalg.vector_norm(mean, 2.0, [-1], True)
         return mean * torch.clamp(self.v_max / norm.clamp_min(1e-12), max=1.0)
 
     def forward(self, pos: Tensor, supply: Tensor, consumer_pos: Tensor, demand: Tensor, kinds: Tensor,
                 x: Tensor, nb_pos: Tensor, nb_psi: Tensor, nb_x: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        if self.fused_step:
+            mean, x_new, psi, attn = self.fused(pos, supply, consumer_pos, demand, kinds, x, nb_pos, nb_psi, nb_x)
+            return self._scale(mean), x_new, psi, attn
         k = nb_psi.shape[0]
         if k > 0:  # row-normalized adjacency: the mean of the neighbours' messages
             agg_psi = nb_psi.mean(0)
@@ -63,7 +83,8 @@ class DroneStep(nn.Module):
             agg_psi = torch.zeros(self.feature_dim)
             agg_x = torch.zeros(self.state_dim)
         crowd = crowding(pos.unsqueeze(0) - nb_pos, torch.ones(k), self.crowd_radius)
-        y, x_new, psi, aux = self.cell.core(pos, supply, consumer_pos, demand, kinds, x, agg_psi, agg_x, crowd)
+        y, x_new, psi, aux = self.cell.core(pos, supply, consumer_pos, demand, kinds, x, agg_psi, agg_x, crowd,
+                                            (self.ode_a, self.ode_leak, self.ode_bf))
         return self._velocity(y), x_new, psi, aux["attention"]
 
     @torch.jit.export
@@ -75,7 +96,8 @@ class DroneStep(nn.Module):
         s = mask / mask.sum(-1, keepdim=True).clamp_min(1.0)
         crowd = crowding(pos.unsqueeze(2) - pos_msg.unsqueeze(1), mask, self.crowd_radius)
         y, x_new, psi, aux = self.cell.core(pos, supply, consumer_pos.unsqueeze(1), demand.unsqueeze(1), kinds,
-                                            x, torch.matmul(s, psi_prev), torch.matmul(s, x), crowd)
+                                            x, torch.matmul(s, psi_prev), torch.matmul(s, x), crowd,
+                                            (self.ode_a, self.ode_leak, self.ode_bf))
         return self._velocity(y), x_new, psi, aux["attention"]
 
 
@@ -92,7 +114,10 @@ def export(model: ActorCritic, scenario, out: str | Path, training: dict | None 
     """Write `out` (TorchScript) and `out.json` (metadata). Returns both paths."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    module = torch.jit.script(DroneStep(model.eval(), scenario.v_max))
+    scripted = torch.jit.script(DroneStep(model.eval(), scenario.v_max).eval())
+    # freezing inlines the weights as constants (faster small-batch inference); keep the
+    # second entry point and the sizes callers read
+    module = torch.jit.freeze(scripted, preserved_attrs=["batched", "v_max", "state_dim", "feature_dim"])
     module.save(str(out))
     meta = {
         "format_version": FORMAT_VERSION,

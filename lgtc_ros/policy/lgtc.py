@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -142,6 +142,12 @@ class LGTC(nn.Module):
         """B_f = tanh(B_raw) in [-1, 1]^F (Assumption 1)."""
         return torch.tanh(self.B_raw)
 
+    def ode_constants(self) -> Tuple[Tensor, Tensor, Tensor]:
+        """(A, tau + kappa_A, B_f): the parameter-only parts of eq. (6). Training recomputes them
+        every step (they carry gradients); an exported drone step computes them once."""
+        a = self.coupling()
+        return a, self.tau + a.abs().sum(0), self.b_f()
+
     # ------------------------------------------------------------------ features
 
     def features(self, pos: Tensor, supply: Tensor, consumer_pos: Tensor, demand: Tensor,
@@ -173,12 +179,14 @@ class LGTC(nn.Module):
     # ------------------------------------------------------------------ one step, local
 
     def core(self, pos: Tensor, supply: Tensor, consumer_pos: Tensor, demand: Tensor, kinds: Tensor,
-             x: Tensor, agg_psi: Tensor, agg_x: Tensor, crowd: Tensor) -> Tuple[Tensor, Tensor, Tensor, Dict[str, Tensor]]:
+             x: Tensor, agg_psi: Tensor, agg_x: Tensor, crowd: Tensor,
+             consts: Optional[Tuple[Tensor, Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor, Tensor, Dict[str, Tensor]]:
         """One control step of one or many agents from local data only.
 
         x [...,F] own previous state; agg_psi [...,G], agg_x [...,F]: neighbour means of the
         previous tick's messages (zeros without neighbours); crowd [...,3] from `crowding`
-        (enters y only: the final MLP needs it to keep distance). Returns (y [...,output_dim],
+        (enters y only: the final MLP needs it to keep distance); consts: `ode_constants()` if
+        precomputed (inference). Returns (y [...,output_dim],
         x_new [...,F], psi [...,G] (the message to send with x_new), aux: attention
         [...,M], choice [...], f [...,F]).
         """
@@ -199,21 +207,23 @@ class LGTC(nn.Module):
             return y, x, psi, {"attention": attn, "choice": choice, "f": torch.zeros_like(x)}
         chosen = torch.gather(phi, -2, index).squeeze(-2)
         f = F.relu(self.W(chosen))
-        x_new = self.integrate(x, f, agg_x)
+        x_new = self.integrate(x, f, agg_x, consts)
         y = torch.cat([x_new, (attn.unsqueeze(-1) * keys).sum(-2), delta, pos, crowd], -1)
         return y, x_new, psi, {"attention": attn, "choice": choice, "f": f}
 
-    def integrate(self, x: Tensor, f: Tensor, agg_x: Tensor) -> Tensor:
+    def integrate(self, x: Tensor, f: Tensor, agg_x: Tensor,
+                  consts: Optional[Tuple[Tensor, Tensor, Tensor]] = None) -> Tensor:
         """`unfolds` fused semi-implicit steps of dx/dt = -(tau + kappa + f) x - (S x) A + f B_f.
 
         The neighbour term uses the previous tick's states (what the radio delivered), fixed
         over the unfolds. In [-1, 1] for any input when tau >= 0.
         """
         h = self.ode_dt
-        drive = f * self.b_f() - agg_x @ self.coupling()
+        a, tau_kappa, b_f = self.ode_constants() if consts is None else consts
+        drive = f * b_f - agg_x @ a
         # guard against a division blow-up if training ever drives tau far negative; the
         # contractivity penalty keeps tau >= 0, where this clamp never acts
-        leak = (self.tau + self.kappa()).clamp_min(-0.9 / h) + f
+        leak = tau_kappa.clamp_min(-0.9 / h) + f
         for _ in range(self.unfolds):
             x = (x + h * drive) / (1.0 + h * leak)
         return x

@@ -42,17 +42,18 @@ class DroneAgent:
     def decide(self, now: float, pos: np.ndarray, supply: np.ndarray, demands: DemandBroadcast,
                inbox: list[NeighbourMessage]) -> DroneDecision:
         """pos [2] arena units, supply [r]; inbox: decoded messages of neighbours (any count)."""
-        f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
-        if inbox:
-            nb_pos = f32(np.stack([m.position for m in inbox]))
-            nb_psi = f32(np.stack([m.psi for m in inbox]))
-            nb_x = f32(np.stack([m.x for m in inbox]))
-        else:
-            nb_pos, nb_psi, nb_x = torch.zeros(0, 2), torch.zeros(0, self.feature_dim), torch.zeros(0, self.state_dim)
+        nb_pos, nb_psi, nb_x = stack_messages(inbox, self.feature_dim, self.state_dim)
+        return self.step(now, pos, supply, demand_tensors(demands), nb_pos, nb_psi, nb_x)
+
+    def step(self, now: float, pos: np.ndarray, supply: np.ndarray, demands: tuple[torch.Tensor, ...],
+             nb_pos: torch.Tensor, nb_psi: torch.Tensor, nb_x: torch.Tensor) -> DroneDecision:
+        """`decide` with inputs already as tensors: demands = (consumer_pos [M,2], demand [M,r],
+        kinds [r]) from `demand_tensors`; neighbours [K,2], [K,G], [K,F] float32."""
         start = time.perf_counter()
         with torch.no_grad():
-            vel, x, psi, attn = self.module(f32(pos), f32(supply), f32(demands.consumer_pos), f32(demands.demand),
-                                            f32(demands.kinds), self.x, nb_pos, nb_psi, nb_x)
+            vel, x, psi, attn = self.module(torch.from_numpy(pos.astype(np.float32)),
+                                            torch.from_numpy(supply.astype(np.float32)), *demands, self.x,
+                                            nb_pos, nb_psi, nb_x)
         spent = time.perf_counter() - start
         self.x = x
         x_np = x.numpy().astype(np.float64)
@@ -60,6 +61,20 @@ class DroneAgent:
                                    psi.numpy().astype(np.float64), x_np)
         attention = attn.numpy().astype(np.float64)
         return DroneDecision(vel.numpy().astype(np.float64), message, x_np, attention, int(attention.argmax()), spent)
+
+
+def demand_tensors(demands: DemandBroadcast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The consumer broadcast as the float32 tensors the policy takes (one conversion per tick)."""
+    f32 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    return f32(demands.consumer_pos), f32(demands.demand), f32(demands.kinds)
+
+
+def stack_messages(inbox: list[NeighbourMessage], g: int, f: int) -> tuple[torch.Tensor, ...]:
+    """Neighbour messages -> (positions [K,2], Psi [K,G], x [K,F]) float32; K may be 0."""
+    if not inbox:
+        return torch.zeros(0, 2), torch.zeros(0, g), torch.zeros(0, f)
+    f32 = lambda rows: torch.from_numpy(np.asarray(rows, dtype=np.float32))  # noqa: E731
+    return f32([m.position for m in inbox]), f32([m.psi for m in inbox]), f32([m.x for m in inbox])
 
 
 def load_drone_modules(path: str | Path, scenario, count: int, any_consumers: bool = False,

@@ -162,19 +162,29 @@ class SwarmRuntime:
             with torch.no_grad():
                 v_nom = self.centralized(self.world)[0].numpy().astype(np.float64)
             return v_nom * active[:, None], messages, states, time.perf_counter() - start
-        # decode each delivered payload once per tick: every receiver would get the same result
-        cache: dict[int, comm.NeighbourMessage | None] = {}
+        # Each sender broadcasts one payload per tick: decode every delivered payload once (every
+        # receiver would get the same result) and gather the messages into [K,.] tensors that each
+        # drone indexes, instead of stacking its neighbours' arrays one by one.
+        unique: dict[int, object] = {}
+        for box in inbox:
+            for _, payload in box:
+                unique.setdefault(id(payload), payload)
+        g, f = self.agents[0].feature_dim, self.agents[0].state_dim
+        row: dict[int, int] = {}
+        decoded = []
+        for key, payload in unique.items():
+            msg = comm.decode_neighbour(payload, now, self.config.max_message_age_s, g, f, self.decode_stats)
+            if msg is not None:
+                row[key] = len(decoded)
+                decoded.append(msg)
+        from lgtc_ros.runtime.drone import demand_tensors, stack_messages
+
+        all_pos, all_psi, all_x = stack_messages(decoded, g, f)
+        dem = demand_tensors(demands)
         spent = 0.0
         for i in np.flatnonzero(active):
-            agent = self.agents[i]
-            received = []
-            for sender, payload in inbox[i]:
-                if id(payload) not in cache:
-                    cache[id(payload)] = comm.decode_neighbour(payload, now, self.config.max_message_age_s,
-                                                               agent.feature_dim, agent.state_dim, self.decode_stats)
-                if cache[id(payload)] is not None:
-                    received.append(cache[id(payload)])
-            decision = agent.decide(now, pos[i], supply[i], demands, received)
+            idx = torch.tensor([row[id(p)] for _, p in inbox[i] if id(p) in row], dtype=torch.long)
+            decision = self.agents[i].step(now, pos[i], supply[i], dem, all_pos[idx], all_psi[idx], all_x[idx])
             spent += decision.policy_s
             v_nom[i] = decision.v_nominal
             messages.append(decision.message)

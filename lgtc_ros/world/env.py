@@ -34,7 +34,8 @@ class StepResult:
     """What `World.step` returns. Rewards are [B,N]; `done` [B] marks the end of an episode.
 
     `info` holds by-products for metrics and logs: attended [B,M] (a consumer has an agent
-    releasing), covering [B,N], released [B,N,r], member [B,N,M], pair_dist [B,N,N].
+    releasing), covering [B,N], released [B,N,r], at [B,N] (consumer each agent is at, M for
+    none), pair_dist [B,N,N].
     """
 
     obs: Observation
@@ -174,21 +175,21 @@ class World:
         self.pos = (self.pos + vel * s.dt).clamp(-1.0, 1.0)
 
         radii = res.consumer_radii(s.consumer_radius, s.consumer_radius_demand_scale, self.demand)
-        member = res.membership(self.pos, self.consumer_pos, radii, self.active)
-        released, delivered = res.release_instantaneous(self.supply, self.need, member, self.instantaneous)
+        at = res.membership(self.pos, self.consumer_pos, radii, self.active)
+        released, delivered = res.release_instantaneous(self.supply, self.need, at, self.instantaneous)
         inst_open_before = (self.need * self.instantaneous).sum(-1) > 0
         self.need = (self.need - delivered).clamp_min(0.0)
         self.supply = (self.supply - released).clamp_min(0.0)
         releasing = released.sum(-1) > 0
-        self.contributed |= (member > 0) & releasing[..., None]
+        self.contributed |= res.one_hot(at, s.n_consumers) & releasing[..., None]
         completed = inst_open_before & ((self.need * self.instantaneous).sum(-1) <= 1e-6)
-        covered, covering = res.persistent_coverage(self.supply, self.need, member, self.persistent)
-        attended = res.attended(self.supply, self.need, member)
+        covered, covering = res.persistent_coverage(self.supply, self.need, at, self.persistent)
+        attended = res.attended(self.supply, self.need, at)
         self.supply = res.discharge(self.supply, self.rates, self.active, s.dt)
         demand_prev = self.demand
         self.demand = res.remaining_demand(self.need, covered, self.persistent)
 
-        target, inside_target = self._assigned_targets(member)
+        target, inside_target = self._assigned_targets(at)
         pair_dist = torch.cdist(self.pos, self.pos, compute_mode="donot_use_mm_for_euclid_dist")
         neighbours = neighbour_mask(self.pos, self.active, s.comm_radius, pair_dist)
         terms = hybrid_reward(
@@ -201,7 +202,7 @@ class World:
         reward = torch.stack([terms[k] for k in TERMS]).sum(0)
         obs = Observation(self.pos, self.supply, self.consumer_pos, self.demand, self.kinds, neighbours,
                           self.active)
-        info = {"attended": attended, "covering": covering, "released": released, "member": member,
+        info = {"attended": attended, "covering": covering, "released": released, "at": at,
                 "pair_dist": pair_dist}
         return StepResult(obs, reward, terms, self.t >= s.episode_steps, info)
 
@@ -216,18 +217,16 @@ class World:
     def _open_demand(self) -> Tensor:
         s = self.scenario
         radii = res.consumer_radii(s.consumer_radius, s.consumer_radius_demand_scale, self.need)
-        member = res.membership(self.pos, self.consumer_pos, radii, self.active)
-        covered, _ = res.persistent_coverage(self.supply, self.need, member, self.persistent)
+        at = res.membership(self.pos, self.consumer_pos, radii, self.active)
+        covered, _ = res.persistent_coverage(self.supply, self.need, at, self.persistent)
         return res.remaining_demand(self.need, covered, self.persistent)
 
-    def _assigned_targets(self, member: Tensor) -> tuple[Tensor, Tensor]:
+    def _assigned_targets(self, at: Tensor) -> tuple[Tensor, Tensor]:
         """Assigned consumer position [B,N,2] (own position if unassigned) and inside-R flag [B,N]."""
         has = self.assign >= 0
-        idx = self.assign.clamp_min(0)
-        target = torch.gather(self.consumer_pos, 1, idx[..., None].expand(-1, -1, 2))
+        target = torch.gather(self.consumer_pos, 1, self.assign.clamp_min(0)[..., None].expand(-1, -1, 2))
         target = torch.where(has[..., None], target, self.pos)
-        inside = torch.gather(member, 2, idx[..., None]).squeeze(-1) > 0
-        return target, inside & has
+        return target, (at == self.assign) & has
 
     def _apply_events(self) -> None:
         """Fire the scheduled events due at this step (a loop over events, vectorized over envs)."""

@@ -25,55 +25,69 @@ def consumer_radii(base_radius: float, demand_scale: float, demand: Tensor) -> T
 
 
 def membership(pos: Tensor, consumer_pos: Tensor, radii: Tensor, active: Tensor) -> Tensor:
-    """One-hot [B,N,M] float: the nearest consumer whose radius contains the active agent.
+    """at [B,N] long: the nearest consumer whose radius contains the active agent, M for none.
 
-    pos [B,N,2], consumer_pos [B,M,2], radii [B,M], active [B,N] bool.
+    pos [B,N,2], consumer_pos [B,M,2], radii [B,M], active [B,N] bool. An index instead of a
+    one-hot matrix: the sums over agents below become scatter/gather instead of batched matmuls.
     """
     dist = torch.cdist(pos, consumer_pos, compute_mode="donot_use_mm_for_euclid_dist")  # [B,N,M]
-    inside = dist <= radii[:, None, :]
-    masked = torch.where(inside, dist, torch.full_like(dist, torch.inf))
-    nearest = masked.argmin(-1)  # [B,N]
-    hit = inside.any(-1) & active
-    one_hot = torch.nn.functional.one_hot(nearest, consumer_pos.shape[1]).to(pos.dtype)
-    return one_hot * hit[..., None].to(pos.dtype)
+    masked = dist.masked_fill(dist > radii[:, None, :], torch.inf)
+    nearest, idx = masked.min(-1)
+    m = consumer_pos.shape[1]
+    return torch.where(torch.isfinite(nearest) & active, idx, m)
+
+
+def one_hot(at: Tensor, m: int) -> Tensor:
+    """[B,N,M] bool from `at` (the 'none' index M maps to all False)."""
+    return torch.nn.functional.one_hot(at, m + 1)[..., :m].bool()
+
+
+def per_consumer(values: Tensor, at: Tensor, m: int) -> Tensor:
+    """Sum agents' values [B,N,r] into their consumers: [B,M,r]."""
+    b, _, r = values.shape
+    out = values.new_zeros(b, m + 1, r)
+    return out.scatter_add_(1, at[..., None].expand(-1, -1, r), values)[:, :m]
+
+
+def at_consumer(values: Tensor, at: Tensor) -> Tensor:
+    """Each agent reads its consumer's row of values [B,M,r] -> [B,N,r] (zeros for none)."""
+    padded = torch.cat([values, values.new_zeros(values.shape[0], 1, values.shape[2])], 1)
+    return torch.gather(padded, 1, at[..., None].expand(-1, -1, values.shape[2]))
 
 
 def release_instantaneous(
-    supply: Tensor, need: Tensor, member: Tensor, instantaneous: Tensor
+    supply: Tensor, need: Tensor, at: Tensor, instantaneous: Tensor
 ) -> tuple[Tensor, Tensor]:
     """Release instantaneous resources at the consumers the agents are in.
 
-    supply [B,N,r], need [B,M,r] (remaining demand), member [B,N,M], instantaneous [r] bool.
-    Returns (released by each agent [B,N,r], released to each consumer [B,M,r]).
+    supply [B,N,r], need [B,M,r] (remaining demand), at [B,N] (from `membership`),
+    instantaneous [r] bool. Returns (released by each agent [B,N,r], released to each consumer [B,M,r]).
     """
-    carried = supply * instantaneous.to(supply.dtype)
-    incoming = torch.einsum("bnm,bnr->bmr", member, carried)
-    delivered = torch.minimum(incoming, need) * instantaneous.to(supply.dtype)
-    fraction = torch.where(incoming > 0, delivered / incoming.clamp_min(1e-12), torch.zeros_like(incoming))
-    per_agent = carried * torch.einsum("bnm,bmr->bnr", member, fraction)
-    return per_agent, delivered
+    carried = supply * instantaneous
+    incoming = per_consumer(carried, at, need.shape[1])
+    delivered = torch.minimum(incoming, need) * instantaneous
+    fraction = torch.where(incoming > 0, delivered / incoming.clamp_min(1e-12), 0.0)
+    return carried * at_consumer(fraction, at), delivered
 
 
 def persistent_coverage(
-    supply: Tensor, need: Tensor, member: Tensor, persistent: Tensor
+    supply: Tensor, need: Tensor, at: Tensor, persistent: Tensor
 ) -> tuple[Tensor, Tensor]:
     """Coverage of persistent demands by the agents present.
 
     Returns (covered [B,M,r], covering [B,N] bool: the agent carries a persistent type its
     consumer still needs).
     """
-    pmask = persistent.to(supply.dtype)
-    carried = supply * pmask
-    present = torch.einsum("bnm,bnr->bmr", member, carried)
-    covered = torch.minimum(present, need) * pmask
-    needed_here = torch.einsum("bnm,bmr->bnr", member, (need > 0).to(supply.dtype))
+    carried = supply * persistent
+    covered = torch.minimum(per_consumer(carried, at, need.shape[1]), need) * persistent
+    needed_here = at_consumer((need > 0).to(supply.dtype), at)
     covering = ((carried > 0) & (needed_here > 0)).any(-1)
     return covered, covering
 
 
-def attended(supply: Tensor, need: Tensor, member: Tensor) -> Tensor:
+def attended(supply: Tensor, need: Tensor, at: Tensor) -> Tensor:
     """[B,M] bool: some agent inside R_m carries a type that m still needs (it is releasing)."""
-    useful = torch.einsum("bnm,bnr->bmr", member, (supply > 0).to(supply.dtype))
+    useful = per_consumer((supply > 0).to(supply.dtype), at, need.shape[1])
     return ((useful > 0) & (need > 0)).any(-1)
 
 
