@@ -22,7 +22,7 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
-from lgtc_ros.policy.lgtc import LGTC, crowding
+from lgtc_ros.policy.lgtc import LGTC
 
 
 def _block_diag(a: nn.Linear, b: nn.Linear) -> tuple[Tensor, Tensor]:
@@ -72,7 +72,9 @@ class FusedActor(nn.Module):
             buffers["w_query"] = torch.cat([cell.A0.weight, cell.A1.weight], 1)
             buffers["b_query"] = cell.A0.bias.clone()
             a, leak, b_f = cell.ode_constants()
-            buffers.update(ode_a=a, ode_leak=leak.clamp_min(-0.9 / cfg.ode_dt), ode_bf=b_f)
+            buffers.update(ode_a_t=a.t(), ode_leak=leak.clamp_min(-0.9 / cfg.ode_dt), ode_bf=b_f)
+        # only the mean action (2 outputs) is flown: keep just those rows of the last layer
+        buffers["head2_w"], buffers["head2_b"] = buffers["head2_w"][:2], buffers["head2_b"][:2]
         for name, value in buffers.items():
             self.register_buffer(name, value.detach().clone().contiguous())
         if len([m for m in cell.psi if isinstance(m, nn.Linear)]) != 2 or \
@@ -100,12 +102,16 @@ class FusedActor(nn.Module):
         keys = phi + rel_feat
         attn = torch.softmax(torch.matmul(keys, query) * self.scale, 0)
         f = torch.relu(torch.addmv(self.W_b, self.W_w, phi[int(attn.argmax())]))
-        drive = f * self.ode_bf - torch.mv(self.ode_a.t(), agg_x)
+        step = self.ode_dt * (f * self.ode_bf - torch.mv(self.ode_a_t, agg_x))
         denom = 1.0 + self.ode_dt * (self.ode_leak + f)
         for _ in range(self.unfolds):
-            x = (x + self.ode_dt * drive) / denom
-        crowd = crowding(pos.unsqueeze(0) - nb_pos, torch.ones(k), self.crowd_radius)
+            x = (x + step) / denom
+        # crowding (lgtc.crowding) with every neighbour present
+        offsets = pos - nb_pos
+        dist = torch.linalg.vector_norm(offsets, 2.0, [-1], True)
+        w = torch.clamp(1.0 - dist / self.crowd_radius, min=0.0)
+        crowd = torch.cat([(w * offsets / dist.clamp_min(1e-6)).sum(0), w.sum(0)])
         y = torch.cat([x, torch.matmul(attn, keys), delta, pos, crowd])
         hidden = torch.relu(torch.addmv(self.head0_b, self.head0_w, y))
         hidden = torch.relu(torch.addmv(self.head1_b, self.head1_w, hidden))
-        return torch.addmv(self.head2_b[:2], self.head2_w[:2], hidden), x, psi, attn
+        return torch.addmv(self.head2_b, self.head2_w, hidden), x, psi, attn

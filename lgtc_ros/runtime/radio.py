@@ -59,8 +59,10 @@ class Radio(Generic[P]):
         self.queue.append((tick + 1 + self.cfg.latency_ticks, sender, payload))
         self.stats["sent"] += 1
 
-    def deliver(self, tick: int, positions: np.ndarray, active: np.ndarray) -> list[list[tuple[int, P]]]:
-        """Inbox per receiver: [(sender, payload), ...] due at `tick`. positions [N,2], active [N]."""
+    def deliver(self, tick: int, positions: np.ndarray, active: np.ndarray,
+                in_range: np.ndarray | None = None) -> list[list[tuple[int, P]]]:
+        """Inbox per receiver: [(sender, payload), ...] due at `tick`. positions [N,2], active [N];
+        `in_range` [N,N] may pass `neighbours_within(positions, radius, active)` if already computed."""
         self._advance_bursts()
         inbox: list[list[tuple[int, P]]] = [[] for _ in range(self.n)]
         due = []
@@ -68,7 +70,8 @@ class Radio(Generic[P]):
             due.append(self.queue.popleft())
         if not due:
             return inbox
-        in_range = neighbours_within(positions, self.cfg.radius, active)  # [receiver, sender]
+        if in_range is None:
+            in_range = neighbours_within(positions, self.cfg.radius, active)  # [receiver, sender]
         drops = self.rng.random((len(due), self.n)) < self.cfg.drop_prob if self.cfg.drop_prob > 0 else None
         for k, (_, sender, payload) in enumerate(due):
             reach = in_range[:, sender]

@@ -54,6 +54,7 @@ class MissionResult:
     tick_s: np.ndarray       # [T] wall time of each tick
     policy_s: np.ndarray     # [T] of which in the drones' policy calls
     cbf_s: np.ndarray        # [T] of which in the safety filter
+    world_s: np.ndarray      # [T] of which in the simulated plant (absent on hardware)
     radio: dict[str, int]
     decode: dict[str, int]
     cbf: dict[str, int]
@@ -61,8 +62,13 @@ class MissionResult:
 
     @property
     def overhead_s(self) -> np.ndarray:
-        """[T] runtime cost beyond the policy and the CBF."""
+        """[T] cost beyond the policy and the CBF, the simulated plant included."""
         return self.tick_s - self.policy_s - self.cbf_s
+
+    @property
+    def runtime_overhead_s(self) -> np.ndarray:
+        """[T] cost of the runtime itself: beyond the policy, the CBF and the simulated plant."""
+        return self.overhead_s - self.world_s
 
 
 class SwarmRuntime:
@@ -108,7 +114,7 @@ class SwarmRuntime:
         if hasattr(self.centralized, "reset"):
             self.centralized.reset()
         meter, trace = EpisodeMeter(w), Trace(consumer_pos=w.consumer_pos[0].numpy().copy())
-        timing = {k: np.zeros(s.episode_steps) for k in ("tick", "policy", "cbf")}
+        timing = {k: np.zeros(s.episode_steps) for k in ("tick", "policy", "cbf", "world")}
         choices = np.full((s.episode_steps, s.n_agents), -1)
         for k in range(s.episode_steps):
             start = time.perf_counter()
@@ -117,16 +123,19 @@ class SwarmRuntime:
             active = w.active[0].numpy().copy()
             supply = w.supply[0].numpy().astype(np.float64)
             demands = self._broadcast(now)
-            inbox = radio.deliver(k, pos, active)
+            near = comm.neighbours_within(pos, s.comm_radius, active)  # radio range, CBF sensing
+            inbox = radio.deliver(k, pos, active, near)
             v_nom, messages, states, policy_s = self._decide(now, pos, active, supply, demands, inbox)
             for msg in messages:
                 radio.send(k, msg.agent_id, comm.encode_neighbour(msg))
             choices[k] = [st[2] if st is not None else -1 for st in states]
             t_cbf = time.perf_counter()
-            v_safe = self._filter(v_nom, pos, active)
+            v_safe = self._filter(v_nom, pos, active, near)
             cbf_s = time.perf_counter() - t_cbf
             self._trace(trace, pos, v_safe, supply, active)
+            t_world = time.perf_counter()
             out = w.step(torch.as_tensor(v_safe, dtype=torch.float32)[None])
+            timing["world"][k] = time.perf_counter() - t_world
             meter.update(out)
             for name in TERMS:
                 trace.terms[name].append(out.terms[name][0].numpy().copy())
@@ -141,7 +150,7 @@ class SwarmRuntime:
         cbf_stats = {} if self.cbf_filters is None else (
             self.cbf_filters.stats.as_dict() if not isinstance(self.cbf_filters, list)
             else dict(sum((Counter(f.stats.as_dict()) for f in self.cbf_filters), Counter())))
-        return MissionResult(meter.finish(), trace, timing["tick"], timing["policy"], timing["cbf"],
+        return MissionResult(meter.finish(), trace, timing["tick"], timing["policy"], timing["cbf"], timing["world"],
                              dict(radio.stats), dict(self.decode_stats.counts), cbf_stats, choices)
 
     def _broadcast(self, now: float) -> comm.DemandBroadcast:
@@ -179,25 +188,28 @@ class SwarmRuntime:
                 decoded.append(msg)
         from lgtc_ros.runtime.drone import demand_tensors, stack_messages
 
-        all_pos, all_psi, all_x = stack_messages(decoded, g, f)
+        all_pos, all_psi, all_x = (t.numpy() for t in stack_messages(decoded, g, f))
         dem = demand_tensors(demands)
         spent = 0.0
         for i in np.flatnonzero(active):
-            idx = torch.tensor([row[id(p)] for _, p in inbox[i] if id(p) in row], dtype=torch.long)
-            decision = self.agents[i].step(now, pos[i], supply[i], dem, all_pos[idx], all_psi[idx], all_x[idx])
+            idx = np.fromiter((row[id(p)] for _, p in inbox[i] if id(p) in row), dtype=np.int64)
+            decision = self.agents[i].step(now, pos[i], supply[i], dem, torch.from_numpy(all_pos[idx]),
+                                           torch.from_numpy(all_psi[idx]), torch.from_numpy(all_x[idx]))
             spent += decision.policy_s
             v_nom[i] = decision.v_nominal
             messages.append(decision.message)
             states[i] = (decision.x, decision.attention, decision.choice, supply[i])
         return v_nom, messages, states, spent
 
-    def _filter(self, v_nom: np.ndarray, pos: np.ndarray, active: np.ndarray) -> np.ndarray:
+    def _filter(self, v_nom: np.ndarray, pos: np.ndarray, active: np.ndarray, near: np.ndarray) -> np.ndarray:
+        """`near` [N,N]: neighbours within the radio range, reused when the sensing radius is the same."""
         if self.cbf_filters is None:
             return v_nom * active[:, None]
         if not isinstance(self.cbf_filters, list):
             return self.cbf_filters(v_nom, pos, active) * active[:, None]
         radius = self.config.sensing_radius or self.scenario.comm_radius
-        near = comm.neighbours_within(pos, radius, active)
+        if radius != self.scenario.comm_radius:
+            near = comm.neighbours_within(pos, radius, active)
         v_safe = np.zeros_like(v_nom)
         for i in np.flatnonzero(active):
             v_safe[i] = self.cbf_filters[i](v_nom[i], pos[i], pos[near[i]])
