@@ -28,7 +28,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    return (f"{model}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads "
+            f"by default; per-drone benches pin 1)")
 
 
 def _time_per_call(fn: Callable[[], None], min_time: float, min_calls: int) -> float:
@@ -69,7 +70,7 @@ def bench_simulator(scenario: Scenario, batches=(1, 64, 1024), min_time: float =
 
         per_loop = _time_per_call(loop, min_time / 2, 2)
         rows.append({
-            "bench": "simulator", "envs": b, "agents": n,
+            "bench": "simulator", "envs": b, "agents": n, "threads": torch.get_num_threads(),
             "agent_steps_per_s": b * n / per_step, "loop_agent_steps_per_s": b * n / per_loop,
             "speedup_vs_loop": per_loop / per_step, "ms_per_step": per_step * 1e3,
         })
@@ -142,7 +143,8 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def append_report(rows: list[dict], command: str, path: str | Path = "docs/BENCHMARKS.md") -> Path:
+def append_report(rows: list[dict], command: str, path: str | Path = "docs/BENCHMARKS.md",
+                  machine_info: str | None = None) -> Path:
     """Append a dated section with the command, the machine and the tables to BENCHMARKS.md."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,7 +152,7 @@ def append_report(rows: list[dict], command: str, path: str | Path = "docs/BENCH
         path.write_text("# Benchmarks\n\nEvery section below was appended by `lgtc bench` (the command is "
                         "given); numbers are measured, never edited by hand. Targets: DESIGN §5.\n")
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    section = f"\n## {stamp}\n\n- command: `{command}`\n- machine: {machine()}\n\n{format_rows(rows)}\n"
+    section = f"\n## {stamp}\n\n- command: `{command}`\n- machine: {machine_info or machine()}\n\n{format_rows(rows)}\n"
     with path.open("a") as fh:
         fh.write(section)
     return path

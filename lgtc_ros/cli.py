@@ -303,6 +303,7 @@ def run_bench(args) -> int:
     from lgtc_ros import bench
     from lgtc_ros.safety import bench_cbf
 
+    machine_info = bench.machine()  # before the per-drone benches pin one thread
     model = Path(args.model) if args.model else default_model()
     needs_model = {"policy", "runtime", "collisions"} & set(args.only)
     if needs_model and (model is None or not model.is_file()):
@@ -336,7 +337,7 @@ def run_bench(args) -> int:
                 rows += bench.bench_training(log)
     command = "lgtc " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "lgtc bench"
     if not args.no_write:
-        path = bench.append_report(rows, command, args.report)
+        path = bench.append_report(rows, command, args.report, machine_info)
         print(f"appended to {path}", file=sys.stderr)
     print(to_json({"machine": bench.machine(), "rows": rows}) if args.json else bench.format_rows(rows))
     return 0
