@@ -58,7 +58,8 @@ class EventOutcome:
     time_s: float
     kind: str
     orphaned: list[int]
-    decision_s: float            # until a flying drone selects every orphaned consumer (NaN: never)
+    decision_s: float | None     # until a flying drone selects every orphaned consumer (NaN: never;
+                                 # None: a centralized controller, no per-drone choices recorded)
     reallocation_s: float        # until every orphaned consumer is served again (NaN: never)
     uncovered_before: float      # open demand just before the event
     uncovered_end: float         # open demand at the end of the mission
@@ -73,16 +74,19 @@ def event_outcomes(rec: Recording) -> list[EventOutcome]:
         k = int(np.searchsorted(rec.t, e["time_s"]))
         if k <= 0 or k + 1 >= len(rec.t):
             continue
-        before, after = total[k - 1], total[min(k + 1, len(rec.t) - 1)]
+        # the demand broadcast at tick k predates the event's effect, visible from tick k + 1
+        before, after = total[k - 1], total[k + 1]
         orphaned = [int(m) for m in np.flatnonzero(after > before + 1e-6)]
         decision = reallocation = math.nan
-        for kk in range(k, len(rec.t)):
-            if math.isnan(decision) and orphaned and all((alloc[kk] == m).any() for m in orphaned):
+        per_drone = bool((alloc[: k + 1] >= 0).any())  # a centralized controller records no choices
+        for kk in range(k + 1, len(rec.t)):
+            if per_drone and math.isnan(decision) and orphaned and all((alloc[kk] == m).any() for m in orphaned):
                 decision = rec.t[kk] - e["time_s"]
             if math.isnan(reallocation) and orphaned and all(total[kk, m] < after[m] - 1e-6 for m in orphaned):
                 reallocation = rec.t[kk] - e["time_s"]
-        out.append(EventOutcome(float(e["time_s"]), e.get("kind", "?"), orphaned, float(decision),
-                                float(reallocation), float(before.sum()), float(total[-1].sum())))
+        out.append(EventOutcome(float(e["time_s"]), e.get("kind", "?"), orphaned,
+                                float(decision) if per_drone else None, float(reallocation),
+                                float(before.sum()), float(total[-1].sum())))
     return out
 
 
@@ -170,7 +174,7 @@ def markdown(summary: dict, divergence: dict | None = None) -> str:
         lines += ["", "## Events", "", "| time (s) | kind | orphaned consumers | decision (s) | new allocation (s) "
                   "| open demand before | open demand at end |", "|---|---|---|---|---|---|---|"]
         for e in summary["events"]:
-            fmt = lambda v: "never" if math.isnan(v) else f"{v:.1f}"  # noqa: E731
+            fmt = lambda v: "n/a" if v is None else ("never" if math.isnan(v) else f"{v:.1f}")  # noqa: E731
             lines.append(f"| {e['time_s']:.1f} | {e['kind']} | {e['orphaned']} | {fmt(e['decision_s'])} | "
                          f"{fmt(e['reallocation_s'])} | {e['uncovered_before']:.3f} | {e['uncovered_end']:.3f} |")
     if divergence is not None:
