@@ -149,3 +149,17 @@ def test_formations_need_to_hold():
     t = np.arange(10) * 0.5
     alloc = np.array([[0, 1]] * 4 + [[1, 1]] + [[0, 0]] * 5)
     assert formations(alloc, t, hold_s=2.0) == [(0.0, (0, 1)), (2.5, (0, 0))]
+
+
+def test_discharge_mission_reallocates_with_the_shipped_policy(tmp_path):
+    """Fig. 5/6 end to end: shipped discharge policy, per-drone runtime, CBF, bag, replay."""
+    from lgtc_ros.cli import main
+
+    bag = tmp_path / "bag"
+    assert main(["sim", "--scenario", "discharge_lone_5x3", "--policy", "models/lgtc_discharge_5x3.pt",
+                 "--episodes", "1", "--record", str(bag), "--quiet", "--json"]) == 0
+    result = report(bag, tmp_path / "report")
+    (event,) = result["events"]
+    assert event["orphaned"] == [0]                        # the landed drone served c0 alone
+    assert 0 < event["decision_s"] < 20 and 0 < event["reallocation_s"] < 30  # another drone took over
+    assert read_bag(bag).active[-1].tolist() == [False, True, True, True, True]
