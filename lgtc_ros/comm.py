@@ -40,6 +40,7 @@ Passing ``now=None`` skips the age checks (replaying a recording).
 from __future__ import annotations
 
 import array
+import functools
 import logging
 import math
 from collections import Counter
@@ -198,16 +199,24 @@ def _pack(schema: str, header_fields: Sequence[str], header: Sequence[float],
           blocks: Sequence[tuple[str, np.ndarray]]) -> FloatArray:
     """Concatenate header + blocks; 2-D blocks get their row length as stride."""
     parts = [np.asarray(header, dtype=np.float64)] + [np.asarray(b, dtype=np.float64) for _, b in blocks]
-    dims = [Dim(_header_label(header_fields), len(header), len(header))]
-    for (label, _), part in zip(blocks, parts[1:]):
-        stride = part.shape[-1] if part.ndim == 2 else part.size
-        dims.append(Dim(label, part.size, stride))
+    dims = _pack_dims(schema, tuple(header_fields), tuple((label, p.shape) for (label, _), p in zip(blocks, parts[1:])))
     data = np.concatenate([p.reshape(-1) for p in parts])
     data.flags.writeable = False  # shared by every subscriber of a published message
-    return FloatArray((Dim(f"{schema}/v{VERSION}", data.size, data.size), *dims), data)
+    return FloatArray(dims, data)
 
 
-def _unpack(arr: Any, schema: str, header_fields: Sequence[str], labels: Sequence[str]
+@functools.lru_cache(maxsize=512)
+def _pack_dims(schema: str, header_fields: tuple[str, ...], blocks: tuple[tuple[str, tuple[int, ...]], ...]
+               ) -> tuple[Dim, ...]:
+    # a drone sends the same layout every tick: build its dims once
+    dims = [Dim(_header_label(header_fields), len(header_fields), len(header_fields))]
+    for label, shape in blocks:
+        size = math.prod(shape)
+        dims.append(Dim(label, size, shape[-1] if len(shape) == 2 else size))
+    return (Dim(f"{schema}/v{VERSION}", sum(d.size for d in dims), sum(d.size for d in dims)), *dims)
+
+
+def _unpack(arr: Any, schema: str, header_fields: tuple[str, ...], labels: tuple[str, ...]
             ) -> tuple[np.ndarray, list[tuple[str, np.ndarray, int]]]:
     """Validate the layout of `arr` against a schema; return (header, [(label, flat, stride)]).
 
@@ -215,34 +224,47 @@ def _unpack(arr: Any, schema: str, header_fields: Sequence[str], labels: Sequenc
     """
     if not isinstance(arr, FloatArray):
         arr = FloatArray.from_msg(arr)
-    if not arr.dims:
-        raise _Reject("bad_label", "no dims")
-    name, sep, ver = arr.dims[0].label.partition("/v")
-    if name != schema or not sep:
-        raise _Reject("bad_label", f"schema {arr.dims[0].label!r}, expected {schema}/v{VERSION}")
-    if ver != str(VERSION):
-        raise _Reject("bad_version", f"{arr.dims[0].label!r}")
-    want = [_header_label(header_fields), *labels]
-    got = [d.label for d in arr.dims[1:]]
-    if len(got) != len(want) or not all(g == w or (w.endswith(":") and g.startswith(w))
-                                        for g, w in zip(got, want)):
-        raise _Reject("bad_label", f"blocks {got}")
-    data = arr.data[arr.data_offset:] if arr.data_offset >= 0 else arr.data[:0]
-    sizes = [d.size for d in arr.dims[1:]]
-    if (arr.data_offset < 0 or arr.dims[0].size != data.size or sum(sizes) != data.size
-            or min(sizes) < 0 or sizes[0] != len(header_fields)):
-        raise _Reject("bad_length", f"data {data.size}, dims {[arr.dims[0].size, *sizes]}")
+    layout = _check_layout(arr.dims, arr.data_offset, arr.data.size, schema, header_fields, labels)
+    if isinstance(layout, _Reject):
+        raise _Reject(layout.reason, layout.detail)  # a fresh one: a re-raised instance would grow its traceback
+    data = arr.data[arr.data_offset:]
     if not np.isfinite(data).all():
         raise _Reject("non_finite", f"{int((~np.isfinite(data)).sum())} of {data.size} values")
     if data[0] != VERSION:
         raise _Reject("bad_version", f"header version {data[0]}")
+    n_head, blocks = layout
+    return data[:n_head], [(label, data[a:b], stride) for label, a, b, stride in blocks]
+
+
+@functools.lru_cache(maxsize=512)
+def _check_layout(dims: tuple[Dim, ...], data_offset: int, data_len: int, schema: str,
+                  header_fields: tuple[str, ...], labels: tuple[str, ...]
+                  ) -> _Reject | tuple[int, tuple[tuple[str, int, int, int], ...]]:
+    """The layout checks of `_unpack`, which depend on the dims alone: cached, since a sender
+    keeps its layout. Returns the rejection, or (header length, [(label, start, end, stride)])."""
+    if not dims:
+        return _Reject("bad_label", "no dims")
+    name, sep, ver = dims[0].label.partition("/v")
+    if name != schema or not sep:
+        return _Reject("bad_label", f"schema {dims[0].label!r}, expected {schema}/v{VERSION}")
+    if ver != str(VERSION):
+        return _Reject("bad_version", f"{dims[0].label!r}")
+    want = [_header_label(header_fields), *labels]
+    got = [d.label for d in dims[1:]]
+    if len(got) != len(want) or not all(g == w or (w.endswith(":") and g.startswith(w))
+                                        for g, w in zip(got, want)):
+        return _Reject("bad_label", f"blocks {got}")
+    n = data_len - data_offset if data_offset >= 0 else 0
+    sizes = [d.size for d in dims[1:]]
+    if data_offset < 0 or dims[0].size != n or sum(sizes) != n or min(sizes) < 0 or sizes[0] != len(header_fields):
+        return _Reject("bad_length", f"data {n}, dims {[dims[0].size, *sizes]}")
     out, start = [], sizes[0]
-    for d in arr.dims[2:]:
+    for d in dims[2:]:
         if (d.stride <= 0 and d.size > 0) or (d.stride > 0 and d.size % d.stride):
-            raise _Reject("bad_length", f"block {d.label!r} size {d.size} stride {d.stride}")
-        out.append((d.label, data[start:start + d.size], d.stride))
+            return _Reject("bad_length", f"block {d.label!r} size {d.size} stride {d.stride}")
+        out.append((d.label, start, start + d.size, d.stride))
         start += d.size
-    return data[:sizes[0]], out
+    return sizes[0], tuple(out)
 
 
 def _expect(label: str, got: int, want: int | None) -> None:
@@ -299,7 +321,7 @@ def decode_neighbour(arr: Any, now: float | None, max_age: float, expect_g: int 
                      future_tolerance: float = FUTURE_TOLERANCE_S) -> NeighbourMessage | None:
     """Decode a `FloatArray` (or a message object); None if rejected (see module docstring)."""
     def run() -> NeighbourMessage:
-        head, blocks = _unpack(arr, NEIGHBOUR, _NB_HEADER, ["position:x,y", "psi", "x"])
+        head, blocks = _unpack(arr, NEIGHBOUR, _NB_HEADER, ("position:x,y", "psi", "x"))
         (_, pos, _), (_, psi, _), (_, x, _) = blocks
         _expect("position", pos.size, 2)
         _expect("psi", psi.size, expect_g)
@@ -332,7 +354,7 @@ def decode_demands(arr: Any, now: float | None, max_age: float, expect_m: int | 
                    future_tolerance: float = FUTURE_TOLERANCE_S) -> DemandBroadcast | None:
     """Decode the demand broadcast; None if rejected. Demands must be >= 0, kinds 0 or 1."""
     def run() -> DemandBroadcast:
-        head, blocks = _unpack(arr, DEMANDS, _STAMP_HEADER, ["consumer_pos:x,y", "demand", _KINDS_LABEL])
+        head, blocks = _unpack(arr, DEMANDS, _STAMP_HEADER, ("consumer_pos:x,y", "demand", _KINDS_LABEL))
         (_, cpos, _), (_, demand, _), (_, kinds, _) = blocks
         m, r = cpos.size // 2, kinds.size
         _expect("consumer_pos", cpos.size, 2 * m)
@@ -364,7 +386,7 @@ def decode_agent_state(arr: Any, expect_f: int | None = None, expect_m: int | No
                        max_age: float = math.inf) -> AgentState | None:
     """Decode an agent state; None if rejected. choice must be -1 or a consumer index < M."""
     def run() -> AgentState:
-        head, blocks = _unpack(arr, STATE, _NB_HEADER, ["x", "attention", "choice", "supply"])
+        head, blocks = _unpack(arr, STATE, _NB_HEADER, ("x", "attention", "choice", "supply"))
         (_, x, _), (_, att, _), (_, choice, _), (_, supply, _) = blocks
         _expect("x", x.size, expect_f)
         _expect("attention", att.size, expect_m)
@@ -395,7 +417,7 @@ def decode_reward_terms(arr: Any, expect_n: int | None = None, stats: DecodeStat
                         now: float | None = None, max_age: float = math.inf) -> RewardTerms | None:
     """Decode reward terms; None if rejected. The term names come from the block label."""
     def run() -> RewardTerms:
-        head, [(label, vals, stride)] = _unpack(arr, REWARD_TERMS, _STAMP_HEADER, ["terms:"])
+        head, [(label, vals, stride)] = _unpack(arr, REWARD_TERMS, _STAMP_HEADER, ("terms:",))
         names = tuple(label[len("terms:"):].split(","))
         _expect("terms", stride, len(names))
         if not all(names) or len(set(names)) != len(names):

@@ -16,7 +16,7 @@ import torch
 from lgtc_ros.comm import DemandBroadcast, NeighbourMessage
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DroneDecision:
     """v_nominal [2] arena units/s; message to broadcast; x [F]; attention [M]; choice (consumer)."""
 
@@ -35,32 +35,43 @@ class DroneAgent:
         self.module = module
         self.state_dim, self.feature_dim = state_dim, feature_dim
         self.x = torch.zeros(state_dim)
+        # Nothing here trains: with no parameter requiring grad autograd records nothing, so
+        # the per-tick call needs no no_grad() context (a frozen export has no parameters at all).
+        for p in getattr(module, "parameters", lambda: [])():
+            p.requires_grad_(False)
 
     def reset(self) -> None:
         self.x = torch.zeros(self.state_dim)
+
+    def warmup(self, n_consumers: int, n_resources: int, calls: int = 3) -> None:
+        """Run the module on dummy inputs: TorchScript profiles and optimizes its first calls,
+        which would otherwise cost the first ticks of a mission several milliseconds each."""
+        z = torch.zeros
+        with torch.no_grad():
+            for k in range(calls):
+                self.module(z(2), z(n_resources), z(n_consumers, 2), z(n_consumers, n_resources), z(n_resources),
+                            self.x, z(k, 2), z(k, self.feature_dim), z(k, self.state_dim))
 
     def decide(self, now: float, pos: np.ndarray, supply: np.ndarray, demands: DemandBroadcast,
                inbox: list[NeighbourMessage]) -> DroneDecision:
         """pos [2] arena units, supply [r]; inbox: decoded messages of neighbours (any count)."""
         nb_pos, nb_psi, nb_x = stack_messages(inbox, self.feature_dim, self.state_dim)
-        return self.step(now, pos, supply, demand_tensors(demands), nb_pos, nb_psi, nb_x)
+        f32 = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))  # noqa: E731
+        return self.step(now, f32(pos), f32(supply), demand_tensors(demands), nb_pos, nb_psi, nb_x)
 
-    def step(self, now: float, pos: np.ndarray, supply: np.ndarray, demands: tuple[torch.Tensor, ...],
+    def step(self, now: float, pos: torch.Tensor, supply: torch.Tensor, demands: tuple[torch.Tensor, ...],
              nb_pos: torch.Tensor, nb_psi: torch.Tensor, nb_x: torch.Tensor) -> DroneDecision:
-        """`decide` with inputs already as tensors: demands = (consumer_pos [M,2], demand [M,r],
-        kinds [r]) from `demand_tensors`; neighbours [K,2], [K,G], [K,F] float32."""
+        """`decide` with every input already a float32 tensor: pos [2], supply [r], demands =
+        (consumer_pos [M,2], demand [M,r], kinds [r]) from `demand_tensors`; neighbours [K,2],
+        [K,G], [K,F]. The runtime converts once per tick for the whole swarm."""
         start = time.perf_counter()
-        with torch.no_grad():
-            vel, x, psi, attn = self.module(torch.from_numpy(pos.astype(np.float32)),
-                                            torch.from_numpy(supply.astype(np.float32)), *demands, self.x,
-                                            nb_pos, nb_psi, nb_x)
+        vel, x, psi, attn = self.module(pos, supply, *demands, self.x, nb_pos, nb_psi, nb_x)
         spent = time.perf_counter() - start
         self.x = x
-        x_np = x.numpy().astype(np.float64)
-        message = NeighbourMessage(self.agent_id, now, np.asarray(pos, dtype=np.float64),
-                                   psi.numpy().astype(np.float64), x_np)
-        attention = attn.numpy().astype(np.float64)
-        return DroneDecision(vel.numpy().astype(np.float64), message, x_np, attention, int(attention.argmax()), spent)
+        # float32 views: the wire format is Float32MultiArray anyway
+        x_np, attention = x.numpy(), attn.numpy()
+        message = NeighbourMessage(self.agent_id, now, pos.numpy(), psi.numpy(), x_np)
+        return DroneDecision(vel.numpy(), message, x_np, attention, int(attention.argmax()), spent)
 
 
 def demand_tensors(demands: DemandBroadcast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

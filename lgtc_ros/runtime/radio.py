@@ -44,6 +44,18 @@ class RadioConfig:
                 raise ValueError(f"{name} = {getattr(self, name)}: must be a probability in [0, 1]")
 
 
+@dataclass(frozen=True)
+class Delivery(Generic[P]):
+    """What the radio hands over at one tick: K due messages and who received each."""
+
+    senders: np.ndarray
+    """[K] sender of each message."""
+    payloads: list[P]
+    """[K] the messages, each carried once however many receive it."""
+    received: np.ndarray
+    """[N,K] bool: receiver i got message k."""
+
+
 class Radio(Generic[P]):
     """Carries opaque payloads (encoded messages) between N agents."""
 
@@ -63,27 +75,33 @@ class Radio(Generic[P]):
                 in_range: np.ndarray | None = None) -> list[list[tuple[int, P]]]:
         """Inbox per receiver: [(sender, payload), ...] due at `tick`. positions [N,2], active [N];
         `in_range` [N,N] may pass `neighbours_within(positions, radius, active)` if already computed."""
-        self._advance_bursts()
+        batch = self.deliver_batch(tick, positions, active, in_range)
         inbox: list[list[tuple[int, P]]] = [[] for _ in range(self.n)]
+        for receiver, k in zip(*np.nonzero(batch.received)):
+            inbox[receiver].append((int(batch.senders[k]), batch.payloads[k]))
+        return inbox
+
+    def deliver_batch(self, tick: int, positions: np.ndarray, active: np.ndarray,
+                      in_range: np.ndarray | None = None) -> Delivery[P]:
+        """The same delivery as `deliver`, as one [receiver, message] mask (no per-link Python loop)."""
+        self._advance_bursts()
         due = []
         while self.queue and self.queue[0][0] <= tick:
             due.append(self.queue.popleft())
         if not due:
-            return inbox
+            return Delivery(np.zeros(0, dtype=np.int64), [], np.zeros((self.n, 0), dtype=bool))
+        senders = np.fromiter((d[1] for d in due), dtype=np.int64, count=len(due))
         if in_range is None:
             in_range = neighbours_within(positions, self.cfg.radius, active)  # [receiver, sender]
-        drops = self.rng.random((len(due), self.n)) < self.cfg.drop_prob if self.cfg.drop_prob > 0 else None
-        for k, (_, sender, payload) in enumerate(due):
-            reach = in_range[:, sender]
-            bursting = self.burst[sender] & reach
-            lost = drops[k] & reach if drops is not None else np.zeros(self.n, dtype=bool)
-            ok = reach & ~bursting & ~lost
-            self.stats["delivered"] += int(ok.sum())
-            self.stats["dropped_burst"] += int(bursting.sum())
-            self.stats["dropped_random"] += int((lost & ~bursting).sum())
-            for receiver in np.flatnonzero(ok):
-                inbox[receiver].append((sender, payload))
-        return inbox
+        reach = in_range[:, senders]                                          # [N,K]
+        bursting = self.burst[senders].T & reach
+        lost = (self.rng.random((self.n, len(due))) < self.cfg.drop_prob) & reach & ~bursting \
+            if self.cfg.drop_prob > 0 else np.zeros_like(reach)
+        ok = reach & ~bursting & ~lost
+        self.stats["delivered"] += int(ok.sum())
+        self.stats["dropped_burst"] += int(bursting.sum())
+        self.stats["dropped_random"] += int(lost.sum())
+        return Delivery(senders, [d[2] for d in due], ok)
 
     def _advance_bursts(self) -> None:
         if self.cfg.burst_enter <= 0 and not self.burst.any():

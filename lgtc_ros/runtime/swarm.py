@@ -87,6 +87,8 @@ class SwarmRuntime:
             DroneAgent(i, m, m.state_dim, m.feature_dim) for i, m in enumerate(drones)]
         if drones is not None and len(drones) != scenario.n_agents:
             raise ValueError(f"{len(drones)} policy modules for {scenario.n_agents} drones")
+        for agent in self.agents:  # before the clock starts, as a node does before its first tick
+            agent.warmup(scenario.n_consumers, scenario.n_resources)
         self.decode_stats = comm.DecodeStats()
         self.cbf_filters = self._make_cbf()
 
@@ -124,7 +126,7 @@ class SwarmRuntime:
             supply = w.supply[0].numpy().astype(np.float64)
             demands = self._broadcast(now)
             near = comm.neighbours_within(pos, s.comm_radius, active)  # radio range, CBF sensing
-            inbox = radio.deliver(k, pos, active, near)
+            inbox = radio.deliver_batch(k, pos, active, near)
             v_nom, messages, states, policy_s = self._decide(now, pos, active, supply, demands, inbox)
             for msg in messages:
                 radio.send(k, msg.agent_id, comm.encode_neighbour(msg))
@@ -172,29 +174,27 @@ class SwarmRuntime:
                 v_nom = self.centralized(self.world)[0].numpy().astype(np.float64)
             return v_nom * active[:, None], messages, states, time.perf_counter() - start
         # Each sender broadcasts one payload per tick: decode every delivered payload once (every
-        # receiver would get the same result) and gather the messages into [K,.] tensors that each
-        # drone indexes, instead of stacking its neighbours' arrays one by one.
-        unique: dict[int, object] = {}
-        for box in inbox:
-            for _, payload in box:
-                unique.setdefault(id(payload), payload)
+        # receiver would get the same result) into [K,.] arrays that each drone indexes by the
+        # radio's delivery mask.
         g, f = self.agents[0].feature_dim, self.agents[0].state_dim
-        row: dict[int, int] = {}
-        decoded = []
-        for key, payload in unique.items():
-            msg = comm.decode_neighbour(payload, now, self.config.max_message_age_s, g, f, self.decode_stats)
-            if msg is not None:
-                row[key] = len(decoded)
-                decoded.append(msg)
+        decoded = [comm.decode_neighbour(p, now, self.config.max_message_age_s, g, f, self.decode_stats)
+                   for p in inbox.payloads]
+        good = np.fromiter((m is not None for m in decoded), dtype=bool, count=len(decoded))
         from lgtc_ros.runtime.drone import demand_tensors, stack_messages
 
-        all_pos, all_psi, all_x = (t.numpy() for t in stack_messages(decoded, g, f))
+        # one [K, 2+G+F] block, one gather per drone, split into views (numpy: a torch index op
+        # costs several us, and this runs N times a tick)
+        block = np.concatenate([t.numpy() for t in stack_messages([m for m in decoded if m is not None], g, f)], 1)
+        received = inbox.received[:, good]                     # [N, K'] over the decodable ones
+        pos_rows = torch.from_numpy(pos.astype(np.float32)).unbind(0)
+        supply_rows = torch.from_numpy(supply.astype(np.float32)).unbind(0)
         dem = demand_tensors(demands)
         spent = 0.0
-        for i in np.flatnonzero(active):
-            idx = np.fromiter((row[id(p)] for _, p in inbox[i] if id(p) in row), dtype=np.int64)
-            decision = self.agents[i].step(now, pos[i], supply[i], dem, torch.from_numpy(all_pos[idx]),
-                                           torch.from_numpy(all_psi[idx]), torch.from_numpy(all_x[idx]))
+        step = [a.step for a in self.agents]
+        for i in np.flatnonzero(active).tolist():
+            nb = block[received[i]]
+            decision = step[i](now, pos_rows[i], supply_rows[i], dem, torch.from_numpy(nb[:, :2]),
+                               torch.from_numpy(nb[:, 2:2 + g]), torch.from_numpy(nb[:, 2 + g:]))
             spent += decision.policy_s
             v_nom[i] = decision.v_nominal
             messages.append(decision.message)
