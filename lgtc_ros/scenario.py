@@ -112,7 +112,12 @@ class Event:
     time_s: float
     kind: Literal["discharge", "dropout", "demand_change", "consumer_move"]
     agent: int | None = None
-    """discharge/dropout: the agent index (0-based)."""
+    """discharge/dropout: the agent index (0-based); or give `select`."""
+    select: Literal["lone"] | None = None
+    """discharge/dropout instead of `agent`: "lone" = the flying agent that is alone inside a
+    consumer's radius when the event fires (the lowest index if several; no effect if none).
+    Which drone serves a consumer alone depends on the policy flying, so a mission like Fig. 5
+    ("the drone alone at its consumer discharges") is written once for every policy."""
     consumer: int | None = None
     """demand_change/consumer_move: the consumer index (0-based)."""
     resource: int | None = None
@@ -415,8 +420,11 @@ def _validate_events(s: Scenario, fail) -> None:
             fail(f"{where}.time_s", e.time_s, f"must be within the episode [0, {s.duration_s:g}] s")
         needs_agent = e.kind in ("discharge", "dropout")
         needs_consumer = e.kind in ("demand_change", "consumer_move")
-        if needs_agent and e.agent is None:
-            fail(f"{where}.agent", None, f"a '{e.kind}' event needs an agent")
+        if needs_agent and (e.agent is None) == (e.select is None):
+            fail(f"{where}.agent", e.agent, f"a '{e.kind}' event needs an agent or a select, not both "
+                 f"(select = {e.select!r})")
+        if e.select is not None and not needs_agent:
+            fail(f"{where}.select", e.select, f"only discharge and dropout events select an agent, not '{e.kind}'")
         if e.agent is not None and not 0 <= e.agent < s.n_agents:
             fail(f"{where}.agent", e.agent, f"no such agent: the scenario has {s.n_agents} (0..{s.n_agents - 1})")
         if needs_consumer and e.consumer is None:

@@ -1,6 +1,8 @@
 """The PettingZoo ParallelEnv view passes the official API test."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test
@@ -15,7 +17,9 @@ def test_parallel_api(name, cycles):
 
 
 def test_landed_agent_is_terminated():
-    env = LgtcParallelEnv(load_scenario(resolve_scenario("discharge_5x3")))
+    s = load_scenario(resolve_scenario("discharge_5x3"))
+    s = dataclasses.replace(s, events=(dataclasses.replace(s.events[0], select=None, agent=4),))
+    env = LgtcParallelEnv(s)
     env.reset(seed=0)
     for _ in range(1001):  # the event fires at the start of step 1000 (t = 50 s)
         obs, rew, term, trunc, info = env.step({a: np.zeros(2, np.float32) for a in env.agents})

@@ -156,7 +156,7 @@ def test_discharge_mission_reallocates_with_the_shipped_policy(tmp_path):
     from lgtc_ros.cli import main
 
     bag = tmp_path / "bag"
-    assert main(["sim", "--scenario", "discharge_lone_5x3", "--policy", "models/lgtc_discharge_5x3.pt",
+    assert main(["sim", "--scenario", "discharge_5x3", "--policy", "models/lgtc_discharge_5x3.pt",
                  "--episodes", "1", "--record", str(bag), "--quiet", "--json"]) == 0
     result = report(bag, tmp_path / "report")
     (event,) = result["events"]

@@ -154,6 +154,7 @@ def test_events_fire_at_their_step(kind, check):
 
 def test_discharge_with_landing_freezes_the_agent_and_replans():
     s = load_scenario(resolve_scenario("discharge_5x3"))
+    s = dataclasses.replace(s, events=(dataclasses.replace(s.events[0], select=None, agent=4),))
     w = World(s, n_envs=1, seed=0)
     w.t[:] = s.event_step(s.events[0])
     w.step(torch.ones(1, 5, 2))
@@ -164,6 +165,22 @@ def test_discharge_with_landing_freezes_the_agent_and_replans():
     out = w.step(torch.ones(1, 5, 2))
     assert torch.equal(w.pos[0, 4], pos)
     assert out.reward[0, 4] == 0 and not out.obs.neighbours[0, 4].any()
+
+
+def test_lone_select_hits_the_drone_alone_at_its_consumer():
+    base = load_scenario(resolve_scenario("discharge_5x3"))
+    assert base.events[0].select == "lone"
+    w = World(base, n_envs=3, seed=0, solve_assignment=False)
+    c = w.consumer_pos[0]
+    w.pos[0] = torch.stack([c[0], c[0], c[1], c[1], c[2]])   # drone 4 alone at c2
+    w.pos[1] = torch.stack([c[0], c[1], c[1], c[2], c[2]])   # drone 0 alone at c0
+    w.pos[2] = torch.stack([c[0], c[0], c[1], c[1], torch.tensor([-0.9, -0.9])])  # nobody alone
+    supply = w.supply.clone()
+    w.t[:] = base.event_step(base.events[0])
+    w.step(torch.zeros(3, 5, 2))
+    assert w.active.tolist() == [[True] * 4 + [False], [False] + [True] * 4, [True] * 5]
+    assert w.supply[0, 4].sum() == 0 and w.supply[1, 0].sum() == 0
+    assert torch.equal(w.supply[2], supply[2]) and w.fired.all()
 
 
 def test_same_seed_same_trajectory_and_seeds_differ():

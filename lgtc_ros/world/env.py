@@ -241,18 +241,30 @@ class World:
             if not fire.any():
                 continue
             types = slice(None) if event.resource is None else event.resource
-            if event.kind == "discharge":
-                self.supply[fire, event.agent, types] = event.value
-                if event.land:
-                    self.active[fire, event.agent] = False
-            elif event.kind == "dropout":
-                self.active[fire, event.agent] = False
+            if event.kind in ("discharge", "dropout"):
+                agent = self._lone_agents() if event.select == "lone" else torch.full_like(self.t, event.agent)
+                envs = torch.nonzero(fire & (agent >= 0)).flatten()
+                who = agent[envs]
+                if event.kind == "discharge":
+                    self.supply[envs, who, types] = event.value
+                if event.kind == "dropout" or event.land:
+                    self.active[envs, who] = False
             elif event.kind == "demand_change":
                 self.need[fire, event.consumer, types] = event.value
             elif event.kind == "consumer_move":
                 self.consumer_pos[fire, event.consumer] = torch.tensor(event.position, device=self.device)
         self.fired |= due
         self._refresh_assignment(due.any(-1))
+
+    def _lone_agents(self) -> Tensor:
+        """[B] the lowest-index flying agent alone inside a consumer's radius, -1 if none."""
+        s = self.scenario
+        radii = res.consumer_radii(s.consumer_radius, s.consumer_radius_demand_scale, self.demand)
+        m = s.n_consumers
+        at = res.membership(self.pos, self.consumer_pos, radii, self.active)      # [B,N], M = none
+        count = res.one_hot(at, m).sum(1)                                          # [B,M]
+        alone = (at < m) & (torch.gather(count, 1, at.clamp_max(m - 1)) == 1)
+        return torch.where(alone.any(1), alone.to(torch.uint8).argmax(1), torch.full_like(self.t, -1))
 
     def _apply_random_discharge(self) -> None:
         fire = self.t == self.random_discharge_step
