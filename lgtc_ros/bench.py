@@ -160,8 +160,9 @@ def append_report(rows: list[dict], command: str, path: str | Path = "docs/BENCH
 
 def bench_policy_step(model_path: str | Path, neighbours: int = 10, consumers: int = 10, calls: int = 2000,
                       seed: int = 0) -> list[dict]:
-    """One drone's exported step on ONE CPU thread with `neighbours` messages and M = `consumers`."""
-    from lgtc_ros.policy.export import load
+    """One drone's exported step on ONE CPU thread with `neighbours` messages and M = `consumers`,
+    run as the drones run it (Static Runtime) and by the plain TorchScript interpreter."""
+    from lgtc_ros.policy.export import load, static_forward
 
     torch.set_num_threads(1)
     module, meta = load(model_path)
@@ -171,17 +172,24 @@ def bench_policy_step(model_path: str | Path, neighbours: int = 10, consumers: i
     rnd = lambda *s: torch.rand(*s, generator=g)  # noqa: E731
     args = (rnd(2) * 2 - 1, rnd(r), rnd(consumers, 2) * 2 - 1, rnd(consumers, r), kinds, rnd(f) * 2 - 1,
             rnd(neighbours, 2) * 2 - 1, rnd(neighbours, gdim), rnd(neighbours, f))
-    times = []
+    fast = static_forward(module)
+    executors = {"static runtime" if fast is not module else "interpreter (no static runtime)": fast}
+    executors.setdefault("interpreter", module)
+    rows = []
     with torch.no_grad():
-        for _ in range(50):  # TorchScript profiles and optimizes its first calls
-            module(*args)
-        for _ in range(calls):
-            start = time.perf_counter()
-            module(*args)
-            times.append(time.perf_counter() - start)
-    t = np.array(times) * 1e3
-    return [{"bench": "policy_step", "model": Path(model_path).name, "threads": 1, "neighbours": neighbours,
-             "consumers": consumers, "p50_ms": float(np.percentile(t, 50)), "p99_ms": float(np.percentile(t, 99))}]
+        for name, fn in executors.items():
+            for _ in range(50):  # TorchScript profiles and optimizes its first calls
+                fn(*args)
+            times = []
+            for _ in range(calls):
+                start = time.perf_counter()
+                fn(*args)
+                times.append(time.perf_counter() - start)
+            t = np.array(times) * 1e3
+            rows.append({"bench": "policy_step", "model": Path(model_path).name, "executor": name, "threads": 1,
+                         "neighbours": neighbours, "consumers": consumers,
+                         "p50_ms": float(np.percentile(t, 50)), "p99_ms": float(np.percentile(t, 99))})
+    return rows
 
 
 def bench_runtime(model_path: str | Path, scenario_name: str = "scale_50x10", ticks: int = 200,

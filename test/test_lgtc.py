@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from lgtc_ros.policy.export import DroneStep, ModelMismatch, export, load
+from lgtc_ros.policy.export import DroneStep, ModelMismatch, export, load, static_forward
 from lgtc_ros.policy.heads import ActorCritic, HeadConfig
 from lgtc_ros.policy.learned import LearnedPolicy
 from lgtc_ros.policy.lgtc import LGTC, LGTCConfig, row_normalized
@@ -187,6 +187,24 @@ def test_exported_per_drone_step_equals_batched_training_forward(consensus, tmp_
         drone_msgs = (obs.pos.clone(), new_psi, new_x)
         drone_x, state = new_x, new_state
         world.step(batched_vel)
+
+
+@pytest.mark.parametrize("model", ["models/lgtc_paper_10x4.pt", "models/ippo_paper_10x4.pt"])
+def test_static_runtime_step_is_the_interpreters_step(model):
+    module, meta = load(model)
+    fast = static_forward(module)
+    assert fast is not module  # available in the pinned torch: the drones really run it
+    sh = meta["shapes"]
+    g = torch.Generator().manual_seed(3)
+    rnd = lambda *s: torch.rand(*s, generator=g) * 2 - 1  # noqa: E731
+    for k in (0, 1, 12):
+        args = (rnd(2), rnd(sh["r"]).abs(), rnd(sh["M"], 2), rnd(sh["M"], sh["r"]).abs(),
+                torch.tensor([0.0, 0.0, 1.0, 1.0]), rnd(sh["F"]), rnd(k, 2), rnd(k, sh["G"]), rnd(k, sh["F"]))
+        got, want = fast(*args), module(*args)
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+        kept = [t.clone() for t in got]
+        fast(*(a * 0.5 for a in args))  # the next call must not write into returned tensors
+        assert all(torch.equal(a, b) for a, b in zip(got, kept))
 
 
 def test_learned_policy_runs_in_rollouts(tmp_path):
