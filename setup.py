@@ -43,6 +43,7 @@ setup(
         "gymnasium>=1.0",
         "pettingzoo>=1.24",
         "rosbags>=0.11",
+        "cflib>=0.1.30",  # direct Crazyflie links (lgtc_ros/cflib_link.py), no ROS needed
     ],
     extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
     zip_safe=True,
@@ -51,5 +52,10 @@ setup(
     description="LGTC-IPPO decentralized multi-drone resource allocation, from training to Crazyflies.",
     license="BSD-3-Clause",
     tests_require=["pytest"],
-    entry_points={"console_scripts": ["lgtc = lgtc_ros.cli:main"]},
+    entry_points={"console_scripts": [
+        "lgtc = lgtc_ros.cli:main",
+        # the ROS 2 nodes (`ros2 run lgtc_ros agent_node`); they need a sourced ROS 2
+        *(f"{node} = lgtc_ros.nodes.{node}:main"
+          for node in ("agent_node", "radio_node", "cbf_node", "world_node", "bridge_node")),
+    ]},
 )

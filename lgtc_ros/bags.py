@@ -87,6 +87,18 @@ def agent_names(names: Sequence[str] | int) -> tuple[str, ...]:
     return names
 
 
+def mission_meta(names: Sequence[str], arena_size_m: float, altitude_m: float, start_epoch_ns: int,
+                 mission: Mapping | None = None) -> dict:
+    """The ``/lgtc/meta`` JSON object (the recorder writes it; the ROS world_node publishes it
+    transient-local, so ``ros2 bag record`` of a live graph captures it too)."""
+    return {"format": FORMAT, "names": list(names), "arena_size_m": arena_size_m, "altitude_m": altitude_m,
+            "start_epoch_ns": int(start_epoch_ns), "mission": dict(mission or {})}
+
+
+def meta_json(meta: Mapping) -> str:
+    return json.dumps(meta, default=_json_default, sort_keys=True)
+
+
 def topics(names: Sequence[str] | int) -> dict[str, TopicSpec]:
     """Every topic of a recording for drones `names`, keyed by topic name, in writing order."""
     names = agent_names(names)
@@ -161,15 +173,13 @@ class BagRecorder:
         self.path, self.names = Path(path), agent_names(names)
         self.scale = arena_size_m / 2  # metres per normalized unit
         self.altitude_m, self.start_epoch_ns = altitude_m, int(start_epoch_ns)
-        self.meta = {"format": FORMAT, "names": list(self.names), "arena_size_m": arena_size_m,
-                     "altitude_m": altitude_m, "start_epoch_ns": self.start_epoch_ns,
-                     "mission": dict(metadata or {})}
+        self.meta = mission_meta(self.names, arena_size_m, altitude_m, self.start_epoch_ns, metadata)
         self._writer = Writer(self.path, version=bag_version, storage_plugin=StoragePlugin.MCAP)
         self._conns: dict[tuple[str, int | None], Any] = {}
 
     def open(self) -> BagRecorder:
         """Create the folder, register every topic and write ``/lgtc/meta``."""
-        text = json.dumps(self.meta, default=_json_default, sort_keys=True)
+        text = meta_json(self.meta)
         self._writer.set_custom_data("lgtc_meta", text)
         self._writer.open()
         for spec in topics(self.names).values():

@@ -169,7 +169,8 @@ def _recorder(scenario, args, label):
     meta = {"scenario": scenario.name, "scenario_file": scenario.source, "policy": args.policy, "seed": args.seed,
             "dt": scenario.dt, "cbf": args.cbf, "comm_radius": scenario.comm_radius,
             "consumer_radius": scenario.consumer_radius, "latency_ticks": args.latency, "drop_prob": args.drop,
-            "events": [{"time_s": e.time_s, "kind": e.kind, "agent": e.agent} for e in scenario.events]}
+            "events": [{"time_s": e.time_s, "kind": e.kind, "agent": e.agent, "select": e.select}
+                       for e in scenario.events]}
     return BagRecorder(path, scenario.n_agents, arena_size_m=scenario.arena_size_m, altitude_m=scenario.altitude_m,
                        metadata=meta)
 

@@ -30,6 +30,9 @@ lgtc_state/v1           header:version,agent_id,stamp_s       3
                         supply                                r        own supplies (0 if unknown)
 lgtc_reward_terms/v1    header:version,stamp_s                2
 (/lgtc/reward_terms)    terms:<name1>,<name2>,...             N*T      [N,T] per agent, stride T
+lgtc_supply/v1          header:version,agent_id,stamp_s       3        from the world (simulated or
+(/{name}/lgtc/supply)   supply                                r        virtual resources) to a drone:
+                        active                                1        own supplies; 1 flying, 0 landed
 ======================  ====================================  =======  ==========================
 
 Decoders never raise: every outcome is counted in a `DecodeStats` under one of `REASONS` and
@@ -57,6 +60,7 @@ REASONS = ("ok", "bad_label", "bad_version", "bad_length", "non_finite", "bad_va
            "future", "malformed")
 NEIGHBOUR, DEMANDS = "lgtc_neighbour", "lgtc_demands"
 STATE, REWARD_TERMS = "lgtc_state", "lgtc_reward_terms"
+SUPPLY = "lgtc_supply"
 
 _log = logging.getLogger("lgtc_ros.comm")
 _T = TypeVar("_T")
@@ -146,6 +150,16 @@ class AgentState:
     attention: np.ndarray
     choice: int
     supply: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+@dataclass(frozen=True, eq=False)
+class SupplyStatus:
+    """What the world tells drone `agent_id`: its supplies [r] and whether it still flies."""
+
+    agent_id: int
+    stamp: float
+    supply: np.ndarray
+    active: bool
 
 
 @dataclass(frozen=True, eq=False)
@@ -398,6 +412,31 @@ def decode_agent_state(arr: Any, expect_f: int | None = None, expect_m: int | No
             raise _Reject("bad_value", "negative supply")
         return AgentState(agent, float(head[2]), x.copy(), att.copy(), pick, supply.copy())
     return _guard(STATE, stats, run)
+
+
+# ---------------------------------------------------------------- supply status (world -> drone)
+
+def encode_supply(msg: SupplyStatus) -> FloatArray:
+    """Encode one drone's supplies and flying flag: ``lgtc_supply/v1``."""
+    return _pack(SUPPLY, _NB_HEADER, (VERSION, int(msg.agent_id), float(msg.stamp)),
+                 [("supply", np.ravel(msg.supply)), ("active", np.array([1.0 if msg.active else 0.0]))])
+
+
+def decode_supply(arr: Any, now: float | None, max_age: float, expect_r: int | None,
+                  stats: DecodeStats | None = None, *,
+                  future_tolerance: float = FUTURE_TOLERANCE_S) -> SupplyStatus | None:
+    """Decode a supply status; None if rejected (negative supply, active not 0/1, stale...)."""
+    def run() -> SupplyStatus:
+        head, [(_, supply, _), (_, active, _)] = _unpack(arr, SUPPLY, _NB_HEADER, ("supply", "active"))
+        _expect("supply", supply.size, expect_r)
+        _expect("active", active.size, 1)
+        agent = _int_value("agent_id", head[1], 0)
+        flying = _int_value("active", active[0], 0, 1)
+        if np.any(supply < 0):
+            raise _Reject("bad_value", "negative supply")
+        _check_age(head[2], now, max_age, future_tolerance)
+        return SupplyStatus(agent, float(head[2]), supply.copy(), bool(flying))
+    return _guard(SUPPLY, stats, run)
 
 
 # ---------------------------------------------------------------- reward terms (recording)

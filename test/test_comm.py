@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from lgtc_ros.comm import (
     FUTURE_TOLERANCE_S, REASONS, DecodeStats, DemandBroadcast, Dim, FloatArray, NeighbourMessage,
-    decode_agent_state, decode_demands, decode_neighbour, decode_reward_terms, default_names,
-    encode_agent_state, encode_demands, encode_neighbour, encode_reward_terms, neighbours_within,
+    SupplyStatus, decode_agent_state, decode_demands, decode_neighbour, decode_reward_terms, decode_supply,
+    default_names, encode_agent_state, encode_demands, encode_neighbour, encode_reward_terms, encode_supply,
+    neighbours_within,
 )
 from lgtc_ros.world.observation import neighbour_mask
 
@@ -204,9 +205,25 @@ def test_state_and_terms_rejections():
     assert stats.counts == {"bad_length": 2, "bad_value": 1, "stale": 1, "bad_label": 1}
 
 
+def test_supply_round_trip_and_rejections():
+    stats = DecodeStats()
+    good = encode_supply(SupplyStatus(3, 100.0, np.array([0.0, 0.25, 0.5]), True))
+    got = decode_supply(good, 100.1, 0.5, 3, stats)
+    assert (got.agent_id, got.stamp, got.active) == (3, 100.0, True) and got.supply.tolist() == [0.0, 0.25, 0.5]
+    landed = decode_supply(encode_supply(SupplyStatus(3, 100.0, np.zeros(3), False)), 100.0, 0.5, 3, stats)
+    assert landed.active is False
+    assert decode_supply(good, 100.0, 0.5, 4, stats) is None                        # r mismatch
+    assert decode_supply(with_data(good, 4, -0.1), 100.0, 0.5, 3, stats) is None     # negative supply
+    assert decode_supply(with_data(good, -1, 0.5), 100.0, 0.5, 3, stats) is None     # active not 0/1
+    assert decode_supply(good, 101.0, 0.5, 3, stats) is None                         # stale
+    assert decode_supply(encode_neighbour(neighbour()), 100.0, 0.5, 3, stats) is None  # another schema
+    assert stats.counts == {"ok": 2, "bad_length": 1, "bad_value": 2, "stale": 1, "bad_label": 1}
+
+
 VALID = [encode_neighbour(neighbour(g=3, f=2)), encode_demands(demands(m=2, r=2)),
          encode_agent_state(1, 100.0, np.zeros(3), np.ones(2), 1),
-         encode_reward_terms(100.0, ["a", "b"], np.ones((2, 2)))]
+         encode_reward_terms(100.0, ["a", "b"], np.ones((2, 2))),
+         encode_supply(SupplyStatus(1, 100.0, np.ones(2), True))]
 
 
 @st.composite
@@ -243,7 +260,8 @@ def test_decoders_never_raise_on_garbage(arr, now):
     decode_demands(arr, now, 1.0, None, None, stats)
     decode_agent_state(arr, stats=stats, now=now)
     decode_reward_terms(arr, stats=stats, now=now)
-    assert sum(stats.counts.values()) == 4 and set(stats.counts) <= set(REASONS)
+    decode_supply(arr, now, 1.0, None, stats)
+    assert sum(stats.counts.values()) == 5 and set(stats.counts) <= set(REASONS)
 
 
 def test_rejection_logging_is_rate_limited(caplog):

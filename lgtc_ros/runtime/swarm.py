@@ -14,7 +14,6 @@ policy (a test checks it). A centralized controller (the expert) can drive it to
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -25,11 +24,9 @@ from lgtc_ros import comm
 from lgtc_ros.evaluate import EpisodeMeter, EpisodeStats, Trace
 from lgtc_ros.runtime.drone import DroneAgent
 from lgtc_ros.runtime.radio import Radio, RadioConfig
+from lgtc_ros.safety.swarm import SwarmFilter
 from lgtc_ros.scenario import Scenario
 from lgtc_ros.world import TERMS, World
-
-
-CBF_MARGIN = 0.03
 
 
 @dataclass(frozen=True)
@@ -90,21 +87,7 @@ class SwarmRuntime:
         for agent in self.agents:  # before the clock starts, as a node does before its first tick
             agent.warmup(scenario.n_consumers, scenario.n_resources)
         self.decode_stats = comm.DecodeStats()
-        self.cbf_filters = self._make_cbf()
-
-    def _make_cbf(self):
-        from lgtc_ros.safety import make_centralized_filter, make_decentralized_filter
-
-        s, kind = self.scenario, self.config.cbf
-        # the barrier holds drones at its radius; a 3 % margin keeps solver round-off at that
-        # boundary from reading as contact in the collision count (which uses safety_radius)
-        radius = s.safety_radius * (1.0 + CBF_MARGIN)
-        if kind == "decentralized":
-            return [make_decentralized_filter(radius, s.v_max, max_neighbours=16, dt=s.dt)
-                    for _ in range(s.n_agents)]
-        if kind == "centralized":
-            return make_centralized_filter(s.n_agents, radius, s.v_max, dt=s.dt)
-        return None
+        self.cbf = SwarmFilter(scenario, config.cbf, config.sensing_radius)
 
     # ------------------------------------------------------------------ the loop
 
@@ -149,9 +132,7 @@ class SwarmRuntime:
                                          (list(TERMS), values))
             if progress:
                 progress(1)
-        cbf_stats = {} if self.cbf_filters is None else (
-            self.cbf_filters.stats.as_dict() if not isinstance(self.cbf_filters, list)
-            else dict(sum((Counter(f.stats.as_dict()) for f in self.cbf_filters), Counter())))
+        cbf_stats = self.cbf.stats
         return MissionResult(meter.finish(), trace, timing["tick"], timing["policy"], timing["cbf"], timing["world"],
                              dict(radio.stats), dict(self.decode_stats.counts), cbf_stats, choices)
 
@@ -203,17 +184,8 @@ class SwarmRuntime:
 
     def _filter(self, v_nom: np.ndarray, pos: np.ndarray, active: np.ndarray, near: np.ndarray) -> np.ndarray:
         """`near` [N,N]: neighbours within the radio range, reused when the sensing radius is the same."""
-        if self.cbf_filters is None:
-            return v_nom * active[:, None]
-        if not isinstance(self.cbf_filters, list):
-            return self.cbf_filters(v_nom, pos, active) * active[:, None]
-        radius = self.config.sensing_radius or self.scenario.comm_radius
-        if radius != self.scenario.comm_radius:
-            near = comm.neighbours_within(pos, radius, active)
-        v_safe = np.zeros_like(v_nom)
-        for i in np.flatnonzero(active):
-            v_safe[i] = self.cbf_filters[i](v_nom[i], pos[i], pos[near[i]])
-        return v_safe
+        same = self.cbf.sensing_radius == self.scenario.comm_radius
+        return self.cbf(v_nom, pos, active, near if same else None)
 
     def _trace(self, trace: Trace, pos, v_safe, supply, active) -> None:
         w = self.world

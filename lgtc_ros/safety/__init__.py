@@ -10,8 +10,11 @@ from lgtc_ros.safety.cbf import (
     make_decentralized_filter,
     speed_polygon,
 )
+from lgtc_ros.safety.swarm import CBF_MARGIN, SwarmFilter
 
 __all__ = [
+    "CBF_MARGIN",
+    "SwarmFilter",
     "CBFStats",
     "CentralizedCBF",
     "DecentralizedCBF",

@@ -1,0 +1,312 @@
+"""From the swarm's safe velocity commands to Crazyflie setpoints, without ROS or cflib.
+
+The policy and the CBF filter speak normalized arena units: positions in [-1, 1]^2, velocities
+in arena units per second, one command per agent every ``dt`` seconds (20 Hz). A Crazyflie
+wants metres, metres per second and an altitude. This module holds the pure numpy pieces in
+between, so the same code serves the ROS node (Crazyswarm2), the direct radio backend
+(`lgtc_ros.cflib_link`) and the tests:
+
+* `ArenaFrame` maps the normalized square onto a metric square of half side ``half_extent_m``
+  centred at ``origin_m`` (world frame of the motion-capture / Lighthouse system), flown at
+  ``flight_height_m``. Velocities scale by ``half_extent_m`` alone (no offset).
+* `FullStateSetpoint` is one position + velocity + acceleration + yaw setpoint in SI units
+  (m, m/s, m/s^2, rad). It carries exactly what Crazyswarm2's ``cmd_full_state`` topic
+  (``crazyflie_interfaces/msg/FullState``) and cflib's ``Commander.send_full_state_setpoint``
+  take.
+* `SetpointIntegrator` turns a velocity command into a full-state setpoint by integrating it
+  on the host. Crazyswarm2's simulator implements only full-state streaming setpoints, so a
+  velocity command cannot be forwarded as such; integrating here also lets us keep the
+  setpoint close to the measured drone and inside the arena.
+* `CommandWatchdog` decides what to do when the commands stop: hover, then land. The
+  Crazyflie firmware has its own commander watchdog (it levels the drone after 0.5 s without
+  setpoints and stops the motors after 2 s); ours fires earlier so the drone hovers and lands
+  under control instead of reaching the firmware's last resort.
+"""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "ArenaFrame",
+    "CommandWatchdog",
+    "FullStateSetpoint",
+    "SetpointIntegrator",
+    "WatchdogState",
+]
+
+
+def _positive_finite(name: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value <= 0.0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return value
+
+
+def _last_axis(name: str, array: np.ndarray, sizes: tuple[int, ...]) -> None:
+    if array.ndim == 0 or array.shape[-1] not in sizes:
+        wanted = " or ".join(f"[..., {s}]" for s in sizes)
+        raise ValueError(f"{name} must have shape {wanted}, got {array.shape}")
+
+
+@dataclass(frozen=True)
+class ArenaFrame:
+    """The normalized arena [-1, 1]^2 placed in the world: [-half, half]^2 metres around origin."""
+
+    half_extent_m: float
+    origin_m: tuple[float, float] = (0.0, 0.0)
+    flight_height_m: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "half_extent_m", _positive_finite("half_extent_m", self.half_extent_m))
+        object.__setattr__(self, "flight_height_m", _positive_finite("flight_height_m", self.flight_height_m))
+        try:
+            origin = tuple(float(c) for c in self.origin_m)
+        except (TypeError, ValueError):
+            raise ValueError(f"origin_m must be two finite numbers (x, y), got {self.origin_m!r}") from None
+        if len(origin) != 2 or not all(math.isfinite(c) for c in origin):
+            raise ValueError(f"origin_m must be two finite numbers (x, y), got {self.origin_m!r}")
+        object.__setattr__(self, "origin_m", origin)
+
+    @classmethod
+    def from_scenario(cls, scenario, origin_m: tuple[float, float] = (0.0, 0.0)) -> ArenaFrame:
+        """The frame a `Scenario` describes: ``arena_size_m`` is the side, ``altitude_m`` the height."""
+        return cls(
+            half_extent_m=scenario.arena_size_m / 2.0,
+            origin_m=origin_m,
+            flight_height_m=scenario.altitude_m,
+        )
+
+    @property
+    def lower_m(self) -> np.ndarray:
+        """The arena's metric box, lower corner (x, y)."""
+        return np.asarray(self.origin_m) - self.half_extent_m
+
+    @property
+    def upper_m(self) -> np.ndarray:
+        """The arena's metric box, upper corner (x, y)."""
+        return np.asarray(self.origin_m) + self.half_extent_m
+
+    def to_metres(self, p) -> np.ndarray:
+        """[..., 2] arena positions -> [..., 2] world positions in metres."""
+        p = np.asarray(p, dtype=float)
+        _last_axis("p", p, (2,))
+        return np.asarray(self.origin_m) + p * self.half_extent_m
+
+    def to_arena(self, p_m) -> np.ndarray:
+        """[..., 2] or [..., 3] world positions in metres -> [..., 2] arena positions (z dropped)."""
+        p_m = np.asarray(p_m, dtype=float)
+        _last_axis("p_m", p_m, (2, 3))
+        return (p_m[..., :2] - np.asarray(self.origin_m)) / self.half_extent_m
+
+    def velocity_to_metres(self, v) -> np.ndarray:
+        """[..., 2] arena units/s -> [..., 2] m/s."""
+        v = np.asarray(v, dtype=float)
+        _last_axis("v", v, (2,))
+        return v * self.half_extent_m
+
+    def velocity_to_arena(self, v_m) -> np.ndarray:
+        """[..., 2] or [..., 3] m/s -> [..., 2] arena units/s (vertical speed dropped)."""
+        v_m = np.asarray(v_m, dtype=float)
+        _last_axis("v_m", v_m, (2, 3))
+        return v_m[..., :2] / self.half_extent_m
+
+
+def _vector3(name: str, value) -> np.ndarray:
+    array = np.array(value, dtype=float).reshape(-1)
+    if array.shape != (3,) or not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be 3 finite numbers, got {value!r}")
+    # Setpoints get logged and re-sent (hover); a caller mutating its array must not change them.
+    array.flags.writeable = False
+    return array
+
+
+@dataclass(frozen=True)
+class FullStateSetpoint:
+    """One full-state setpoint in the world frame: m, m/s, m/s^2 and yaw in radians."""
+
+    position_m: np.ndarray
+    velocity_m_s: np.ndarray
+    acceleration_m_s2: np.ndarray
+    yaw_rad: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "position_m", _vector3("position_m", self.position_m))
+        object.__setattr__(self, "velocity_m_s", _vector3("velocity_m_s", self.velocity_m_s))
+        object.__setattr__(self, "acceleration_m_s2", _vector3("acceleration_m_s2", self.acceleration_m_s2))
+        yaw = float(self.yaw_rad)
+        if not math.isfinite(yaw):
+            raise ValueError(f"yaw_rad must be finite, got {self.yaw_rad!r}")
+        object.__setattr__(self, "yaw_rad", yaw)
+
+
+class SetpointIntegrator:
+    """Integrates one drone's arena velocity commands into full-state setpoints.
+
+    The position setpoint advances by ``v * dt`` each step. Two clamps keep it sane:
+
+    * lead clamp: with a measured position, the setpoint stays within ``max_lead_m``
+      (horizontally) of it. Without this, a drone that lags (battery sag, a wall of air from a
+      neighbour) or is pushed away would chase a setpoint running ever further ahead, and the
+      position controller would answer the growing error with ever more aggressive attitude.
+    * arena clamp: x, y stay inside the arena's metric box, and the velocity feed-forward along
+      an axis pinned at a wall is zeroed when it points outward, so the drone is not told to
+      keep moving into the net.
+
+    A non-finite command (a NaN out of the policy) holds the position with zero velocity and is
+    counted in ``nonfinite``; a non-finite measurement is ignored (no lead clamp that step) and
+    counted in ``nonfinite_measurements``.
+    """
+
+    def __init__(self, frame: ArenaFrame, dt: float, max_lead_m: float = 0.3) -> None:
+        self.frame = frame
+        self.dt = _positive_finite("dt", dt)
+        self.max_lead_m = _positive_finite("max_lead_m", max_lead_m)
+        self.nonfinite = 0
+        self.nonfinite_measurements = 0
+        self._pos_xy: np.ndarray | None = None
+
+    @property
+    def position_m(self) -> np.ndarray | None:
+        """The current position setpoint [x, y, z] in metres, or None before `reset`."""
+        if self._pos_xy is None:
+            return None
+        return np.array([self._pos_xy[0], self._pos_xy[1], self.frame.flight_height_m])
+
+    def reset(self, measured_pos_m) -> None:
+        """Anchor the setpoint at a measured position ([x, y] or [x, y, z] m; z is ignored)."""
+        measured = np.asarray(measured_pos_m, dtype=float).reshape(-1)
+        if measured.shape not in ((2,), (3,)) or not np.all(np.isfinite(measured[:2])):
+            raise ValueError(f"measured_pos_m must be finite [x, y] or [x, y, z] metres, got {measured_pos_m!r}")
+        # A drone standing just outside the box still gets a setpoint inside it.
+        self._pos_xy = np.clip(measured[:2], self.frame.lower_m, self.frame.upper_m)
+
+    def step(self, v_arena, measured_pos_m=None) -> FullStateSetpoint:
+        """Advance by one command ``v_arena`` ([2], arena units/s) and return the setpoint."""
+        if self._pos_xy is None:
+            raise RuntimeError("SetpointIntegrator.step() called before reset(measured_pos_m): "
+                               "the setpoint must be anchored at the drone's measured position first")
+        v = np.asarray(v_arena, dtype=float).reshape(-1)
+        if v.shape != (2,):
+            raise ValueError(f"v_arena must be [vx, vy] arena units/s, got shape {v.shape}")
+        if not np.all(np.isfinite(v)):
+            self.nonfinite += 1
+            v = np.zeros(2)
+        v_m = self.frame.velocity_to_metres(v)
+        pos = self._pos_xy + v_m * self.dt
+
+        if measured_pos_m is not None:
+            measured = np.asarray(measured_pos_m, dtype=float).reshape(-1)[:2]
+            if measured.shape == (2,) and np.all(np.isfinite(measured)):
+                lead = pos - measured
+                dist = float(np.hypot(lead[0], lead[1]))
+                if dist > self.max_lead_m:
+                    pos = measured + lead * (self.max_lead_m / dist)
+            else:
+                self.nonfinite_measurements += 1
+
+        lower, upper = self.frame.lower_m, self.frame.upper_m
+        clamped = np.clip(pos, lower, upper)
+        outward = ((pos > upper) & (v_m > 0.0)) | ((pos < lower) & (v_m < 0.0))
+        v_m = np.where(outward, 0.0, v_m)
+        self._pos_xy = clamped
+
+        return FullStateSetpoint(
+            position_m=np.array([clamped[0], clamped[1], self.frame.flight_height_m]),
+            velocity_m_s=np.array([v_m[0], v_m[1], 0.0]),
+            acceleration_m_s2=np.zeros(3),
+        )
+
+    def hold(self, measured_pos_m=None) -> FullStateSetpoint:
+        """The current setpoint with zero velocity (what a hovering drone is sent)."""
+        return self.step(np.zeros(2), measured_pos_m)
+
+
+class WatchdogState(enum.Enum):
+    FLYING = "flying"
+    """Commands are fresh: fly them."""
+    HOVERING = "hovering"
+    """Commands are late: hold the current setpoint with zero velocity."""
+    LANDING = "landing"
+    """Commands are gone: land. Latched until `CommandWatchdog.reset`."""
+
+
+class CommandWatchdog:
+    """Hover when velocity commands are late, land when they are gone.
+
+    Times are seconds on any monotonic clock, as long as `reset`, `command` and `update` share
+    it. The clock starts at the first `reset(now_s)` or `command(stamp_s)`. Until a command
+    arrives after a reset, `update` times out as if the last command was at the reset time,
+    except that it never says FLYING (there is nothing to fly): HOVERING, then LANDING once
+    ``land_after_s`` has passed, so a controller that never comes up lands the drone.
+
+    LANDING is latched: a drone whose controller was silent for ``land_after_s`` is not flown
+    again by the next command that happens to arrive; it must be re-armed with `reset`. A gap
+    of ``land_after_s`` between two commands latches too, even if `update` was not called in
+    between (the loop calling it may have been starved as well).
+    """
+
+    def __init__(self, hover_after_s: float = 0.25, land_after_s: float = 1.5) -> None:
+        # Defaults sit under the Crazyflie firmware's commander watchdog, which levels the drone
+        # after 0.5 s without setpoints and stops the motors after 2 s: we hover (5 missed 20 Hz
+        # commands) before it levels, and start a controlled landing before it cuts the motors.
+        hover_after_s = float(hover_after_s)
+        land_after_s = float(land_after_s)
+        if not (math.isfinite(hover_after_s) and math.isfinite(land_after_s) and 0.0 < hover_after_s < land_after_s):
+            raise ValueError(f"need 0 < hover_after_s < land_after_s (finite), "
+                             f"got hover_after_s={hover_after_s!r}, land_after_s={land_after_s!r}")
+        self.hover_after_s = hover_after_s
+        self.land_after_s = land_after_s
+        self._last_s: float | None = None
+        self._commanded = False
+        self._latched = False
+        self.state = WatchdogState.HOVERING
+
+    def reset(self, now_s: float) -> None:
+        """Re-arm: clear a latched landing and start the clock at ``now_s``."""
+        self._last_s = self._check_time("now_s", now_s)
+        self._commanded = False
+        self._latched = False
+        self.state = WatchdogState.HOVERING
+
+    def command(self, stamp_s: float) -> None:
+        """Record a command stamped ``stamp_s``. Stamps older than the newest command (or than the
+        reset) are ignored."""
+        stamp_s = self._check_time("stamp_s", stamp_s)
+        if self._last_s is not None:
+            if stamp_s < self._last_s:
+                return  # reordered or from before the reset: says nothing about now
+            if stamp_s - self._last_s >= self.land_after_s:
+                self._latch()
+        self._last_s = stamp_s
+        self._commanded = True
+
+    def update(self, now_s: float) -> WatchdogState:
+        """The state at ``now_s``."""
+        now_s = self._check_time("now_s", now_s)
+        if self._last_s is None:
+            raise RuntimeError("CommandWatchdog.update() called before reset(now_s) or command(stamp_s)")
+        if self._latched:
+            return self.state
+        age = now_s - self._last_s
+        if age < self.hover_after_s and self._commanded:
+            self.state = WatchdogState.FLYING
+        elif age < self.land_after_s:
+            self.state = WatchdogState.HOVERING
+        else:
+            self._latch()
+        return self.state
+
+    def _latch(self) -> None:
+        self._latched = True
+        self.state = WatchdogState.LANDING
+
+    @staticmethod
+    def _check_time(name: str, value: float) -> float:
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        return value

@@ -1,0 +1,85 @@
+"""What the launch files start (decided in lgtc_ros.launch_plan, checked here without ROS), and that
+the package declares everything colcon and `ros2 run` need to find it."""
+from __future__ import annotations
+
+import ast
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from lgtc_ros.bags import topics
+from lgtc_ros.launch_plan import crazyswarm_graph, record_command, sim_graph
+
+ROOT = Path(__file__).resolve().parent.parent
+NODES = {"agent_node", "radio_node", "cbf_node", "world_node", "bridge_node"}
+
+
+def test_sim_graph_one_agent_per_drone_and_shared_mission():
+    specs = sim_graph("paper_10x4", cbf="centralized", latency_ticks=2, drop_prob=0.1, seed=4)
+    kinds = [s.executable for s in specs]
+    assert kinds.count("agent_node") == 10 and kinds.count("world_node") == 1
+    assert {"radio_node", "cbf_node"} <= set(kinds) and "bridge_node" not in kinds
+    assert len({s.name for s in specs}) == len(specs)                    # unique node names
+    assert {s.parameters["scenario"] for s in specs} == {str(ROOT / "config/scenarios/paper_10x4.yaml")}
+    agents = [s for s in specs if s.executable == "agent_node"]
+    assert [a.parameters["index"] for a in agents] == list(range(10))
+    assert [a.parameters["name"] for a in agents] == [f"cf{i + 1}" for i in range(10)]
+    radio = next(s for s in specs if s.executable == "radio_node")
+    assert (radio.parameters["latency_ticks"], radio.parameters["drop_prob"]) == (2, 0.1)
+    assert next(s for s in specs if s.executable == "world_node").parameters["mode"] == "sim"
+
+
+def test_crazyswarm_graph_runs_virtual_resources_and_a_bridge():
+    specs = crazyswarm_graph("discharge_5x3", link="crazyswarm2", pose_from_tf=True)
+    world = next(s for s in specs if s.executable == "world_node")
+    bridge = next(s for s in specs if s.executable == "bridge_node")
+    assert world.parameters["mode"] == "hardware" and bridge.parameters["backend"] == "crazyswarm2"
+    assert bridge.parameters["pose_from_tf"] and len([s for s in specs if s.executable == "agent_node"]) == 5
+    uris = [f"radio://0/80/2M/E7E7E7E70{i}" for i in range(1, 6)]
+    cflib = crazyswarm_graph("discharge_5x3", link="cflib", uris=uris)
+    assert next(s for s in cflib if s.executable == "bridge_node").parameters["uris"] == uris
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda: sim_graph(cbf="off"), "decentralized or centralized"),
+    (lambda: sim_graph("no_such_mission"), "no such scenario"),
+    (lambda: crazyswarm_graph(link="wifi"), "crazyswarm2 or cflib"),
+    (lambda: crazyswarm_graph(link="cflib", uris=["radio://0/80/2M/E7E7E7E701"]), "one uri per drone"),
+])
+def test_bad_launch_arguments_fail_at_launch_with_a_clear_message(call, words):
+    with pytest.raises(Exception, match=words):
+        call()
+
+
+def test_record_command_records_what_the_replay_reads():
+    names = ["cf1", "cf2"]
+    cmd = record_command("runs/bag", names)
+    assert cmd[:3] == ["ros2", "bag", "record"] and cmd[cmd.index("--output") + 1] == "runs/bag"
+    assert cmd[cmd.index("--storage") + 1] == "mcap"
+    assert set(topics(names)) <= set(cmd) and "/cf2/lgtc/message" in cmd and "/lgtc/meta" in cmd
+
+
+def test_every_node_is_a_console_script_and_every_launch_file_parses():
+    setup = (ROOT / "setup.py").read_text()
+    assert re.search(r'"agent_node", "radio_node", "cbf_node", "world_node", "bridge_node"', setup)
+    for node in NODES:
+        source = (ROOT / "lgtc_ros" / "nodes" / f"{node}.py").read_text()
+        tree = ast.parse(source)
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body), node
+    for launch in ("sim", "crazyswarm", "replay"):
+        tree = ast.parse((ROOT / "launch" / f"{launch}.launch.py").read_text())
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
+
+
+def test_package_xml_declares_what_the_nodes_import():
+    deps = {e.text for e in ET.parse(ROOT / "package.xml").getroot() if e.tag == "exec_depend"}
+    imported = set()
+    for node in [*NODES, "common"]:
+        for n in ast.walk(ast.parse((ROOT / "lgtc_ros" / "nodes" / f"{node}.py").read_text())):
+            if isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
+                imported.add(n.module.split(".")[0])
+    ros = imported & {"rclpy", "geometry_msgs", "std_msgs", "std_srvs", "tf2_ros"}
+    assert ros <= deps, ros - deps
+    assert "crazyflie_interfaces" in imported and "crazyflie_interfaces" not in deps  # optional, lazy
