@@ -17,12 +17,11 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
 
-from lgtc_ros.launch_plan import PACKAGE, crazyswarm_graph, record_command
+from lgtc_ros.launch_plan import PACKAGE, crazyswarm_graph, to_actions
 
 ARGS = {"scenario": "discharge_5x3", "model": "", "cbf": "decentralized", "seed": "0", "any_consumers": "false",
         "record": "", "link": "crazyswarm2", "uris": "", "backend": "sim",
@@ -44,12 +43,7 @@ def _graph(context):
                                                        "launch.py")),
             launch_arguments={"backend": a["backend"], "crazyflies_yaml_file": a["crazyflies_yaml"],
                               "mocap": a["mocap"], "gui": "False", "teleop": "False", "rviz": "False"}.items()))
-    actions += [Node(package=PACKAGE, executable=s.executable, name=s.name, output="screen",
-                     parameters=[{**s.parameters, "use_sim_time": sim}]) for s in specs]
-    if a["record"]:
-        actions.append(ExecuteProcess(cmd=record_command(a["record"], specs[0].parameters["names"]),
-                                      output="screen"))
-    return actions
+    return actions + to_actions(specs, a["record"], {"use_sim_time": sim})
 
 
 def generate_launch_description():

@@ -9,11 +9,10 @@ folder: rosbag2 of every topic `lgtc replay` reads; empty = no recording).
 Which nodes start with which parameters is decided by `lgtc_ros.launch_plan.sim_graph` (tested).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
 
-from lgtc_ros.launch_plan import PACKAGE, record_command, sim_graph
+from lgtc_ros.launch_plan import sim_graph, to_actions
 
 ARGS = {"scenario": "paper_10x4", "model": "", "cbf": "decentralized", "latency_ticks": "0",
         "drop_prob": "0.0", "seed": "0", "any_consumers": "false", "record": ""}
@@ -23,12 +22,7 @@ def _graph(context):
     a = {k: LaunchConfiguration(k).perform(context) for k in ARGS}
     specs = sim_graph(a["scenario"], a["model"], a["cbf"], int(a["latency_ticks"]), float(a["drop_prob"]),
                       int(a["seed"]), a["any_consumers"].lower() == "true")
-    actions = [Node(package=PACKAGE, executable=s.executable, name=s.name, parameters=[s.parameters],
-                    output="screen") for s in specs]
-    if a["record"]:
-        actions.append(ExecuteProcess(cmd=record_command(a["record"], specs[0].parameters["names"]),
-                                      output="screen"))
-    return actions
+    return to_actions(specs, a["record"])
 
 
 def generate_launch_description():

@@ -5,7 +5,8 @@ The launch files in `launch/` only turn these `NodeSpec`s into `launch_ros.actio
 - `sim_graph`: the embedded simulation (world_node in "sim" mode, radio, CBF, one agent per drone);
 - `crazyswarm_graph`: real or Crazyswarm2-simulated drones (world_node in "hardware" mode keeps the
   virtual resources, radio, CBF, agents, and the bridge to Crazyswarm2 or straight to cflib);
-- `record_command`: `ros2 bag record` of every topic `lgtc replay` reads (names from `bags.topics`).
+- `record_command`: `ros2 bag record` of every topic `lgtc replay` reads (names from `bags.topics`);
+- `to_actions`: the specs as launch actions (imports `launch_ros`, so only inside a launch).
 """
 from __future__ import annotations
 
@@ -79,3 +80,16 @@ def crazyswarm_graph(scenario: str = "discharge_5x3", model: str = "", cbf: str 
 def record_command(bag: str, names: list[str]) -> list[str]:
     """`ros2 bag record` (MCAP) of every topic the replay reads, into folder `bag`."""
     return ["ros2", "bag", "record", "--storage", "mcap", "--output", bag, *topics(names)]
+
+
+def to_actions(specs: list[NodeSpec], record: str = "", extra_parameters: dict | None = None) -> list:
+    """`launch_ros` Nodes for `specs` (+ the `ros2 bag record` process when `record` names a folder).
+    The one place that imports launch: the launch files call it from their OpaqueFunction."""
+    from launch.actions import ExecuteProcess
+    from launch_ros.actions import Node
+
+    actions = [Node(package=PACKAGE, executable=s.executable, name=s.name, output="screen",
+                    parameters=[{**s.parameters, **(extra_parameters or {})}]) for s in specs]
+    if record:
+        actions.append(ExecuteProcess(cmd=record_command(record, specs[0].parameters["names"]), output="screen"))
+    return actions

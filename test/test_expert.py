@@ -1,7 +1,6 @@
 """The centralized expert: satisfies the paper mission and re-plans on the discharge event."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from lgtc_ros.evaluate import RandomPolicy, rollout

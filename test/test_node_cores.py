@@ -11,9 +11,6 @@ import torch
 
 from lgtc_ros import comm
 from lgtc_ros.bridge import ArenaFrame
-from lgtc_ros.policy.export import export
-from lgtc_ros.policy.heads import ActorCritic, HeadConfig
-from lgtc_ros.policy.lgtc import LGTCConfig
 from lgtc_ros.runtime import Radio, RadioConfig, RuntimeConfig, SwarmRuntime, load_drone_modules
 from lgtc_ros.runtime.drone import DroneAgent
 from lgtc_ros.runtime.onboard import OnboardController, Skip, TickOutput
@@ -25,12 +22,6 @@ PAPER = load_scenario(resolve_scenario("paper_10x4"))
 SHORT = dataclasses.replace(PAPER, episode_steps=40)
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    model = ActorCritic(LGTCConfig(n_resources=4, feature_dim=16, state_dim=8, hidden_dim=16), HeadConfig((32, 32)))
-    pt, _ = export(model, PAPER, tmp_path_factory.mktemp("m") / "m.pt")
-    return pt
 
 
 def controllers(model_path, scenario):

@@ -23,12 +23,6 @@ PAPER = load_scenario(resolve_scenario("paper_10x4"))
 SHORT = dataclasses.replace(PAPER, episode_steps=60)
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    model = ActorCritic(LGTCConfig(n_resources=4, feature_dim=16, state_dim=8, hidden_dim=16), HeadConfig((32, 32)))
-    pt, _ = export(model, PAPER, tmp_path_factory.mktemp("m") / "m.pt")
-    return pt
 
 
 # ----------------------------------------------------------------------------- radio

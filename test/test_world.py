@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lgtc_ros.scenario import Event, ResourceType, load_scenario, resolve_scenario, scenario_from_dict
+from lgtc_ros.scenario import load_scenario, resolve_scenario, scenario_from_dict
 from lgtc_ros.world import World, clip_speed
 from lgtc_ros.world.reference import OneEnv, step_one
 

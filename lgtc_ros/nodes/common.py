@@ -5,11 +5,13 @@ from collections.abc import Callable
 
 import numpy as np
 import rclpy
-from geometry_msgs.msg import TwistStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension, MultiArrayLayout
 
+from lgtc_ros import comm
+from lgtc_ros.bridge import ArenaFrame
 from lgtc_ros.comm import FloatArray, default_names
 from lgtc_ros.scenario import Scenario, load_scenario, resolve_scenario
 
@@ -60,3 +62,31 @@ def run(make_node: Callable[[], Node], args=None) -> None:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+class SwarmView:
+    """Every drone's last position (arena units, NaN until its first pose) and whether it still
+    flies (from the world's supply status), kept up to date by subscriptions on `node`."""
+
+    def __init__(self, node: Node, scenario: Scenario, names: list[str]):
+        self.node, self.frame, self.r = node, ArenaFrame.from_scenario(scenario), scenario.n_resources
+        self.pos = np.full((len(names), 2), np.nan)
+        self.active = np.ones(len(names), dtype=bool)
+        self.stats = comm.DecodeStats()
+        for i, name in enumerate(names):
+            node.create_subscription(PoseStamped, f"/{name}/pose", lambda m, i=i: self._on_pose(i, m), QOS_DEPTH)
+            node.create_subscription(Float64MultiArray, f"/{name}/lgtc/supply",
+                                     lambda m, i=i: self._on_supply(i, m), QOS_DEPTH)
+
+    def _on_pose(self, i: int, msg: PoseStamped) -> None:
+        self.pos[i] = self.frame.to_arena(np.array([msg.pose.position.x, msg.pose.position.y]))
+
+    def _on_supply(self, i: int, msg: Float64MultiArray) -> None:
+        got = comm.decode_supply(msg, now_s(self.node), 0.5, self.r, self.stats)
+        if got is not None:
+            self.active[i] = got.active
+
+    def located(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions [N,2] with unknown ones at 0, known & flying [N] bool)."""
+        known = np.isfinite(self.pos).all(1)
+        return np.where(known[:, None], self.pos, 0.0), known & self.active

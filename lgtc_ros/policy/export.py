@@ -25,7 +25,7 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
-from lgtc_ros.policy.heads import LOG_STD_MAX, LOG_STD_MIN, ActorCritic  # noqa: F401
+from lgtc_ros.policy.heads import ActorCritic
 from lgtc_ros.policy.lgtc import LGTC, crowding
 
 FORMAT_VERSION = 1

@@ -10,7 +10,6 @@ independent env-steps (each with all its N agents, which the graph filter couple
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
