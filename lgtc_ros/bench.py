@@ -5,6 +5,7 @@ Each run appends a dated section (command, machine, table) to docs/BENCHMARKS.md
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import platform
 import statistics
@@ -192,9 +193,19 @@ def bench_policy_step(model_path: str | Path, neighbours: int = 10, consumers: i
     return rows
 
 
-def bench_runtime(model_path: str | Path, scenario_name: str = "scale_50x10", ticks: int = 200,
+def _rss_mb() -> float:
+    """Resident memory of this process now, MB (Linux /proc; NaN elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return math.nan
+
+
+def bench_runtime(model_path: str | Path, scenarios=("scale_50x10", "scale_100x10"), ticks: int = 200,
                   cbf: str = "decentralized") -> list[dict]:
-    """Wall time of a runtime tick at N = 50, split into policy, CBF, the simulated plant and the rest.
+    """Wall time of a runtime tick at N = 50 and 100, split into policy, CBF, the simulated plant and
+    the rest, and resident memory after 20 ticks and at the end (does a long mission grow it?).
 
     `overhead` counts everything beyond the policy and the CBF (the simulator included);
     `runtime_only` excludes the simulated plant too (on hardware there is none)."""
@@ -203,18 +214,26 @@ def bench_runtime(model_path: str | Path, scenario_name: str = "scale_50x10", ti
     from lgtc_ros.runtime import RuntimeConfig, SwarmRuntime, load_drone_modules
 
     torch.set_num_threads(1)
-    scenario = dataclasses.replace(load_scenario(resolve_scenario(scenario_name)), episode_steps=ticks)
-    drones, _ = load_drone_modules(model_path, scenario, scenario.n_agents, any_consumers=True)
-    res = SwarmRuntime(scenario, drones=drones, config=RuntimeConfig(cbf=cbf), seed=0).run()
-    ms = lambda a, q: float(np.percentile(a, q) * 1e3)  # noqa: E731
-    return [{"bench": "runtime", "scenario": scenario.name, "agents": scenario.n_agents, "cbf": cbf, "ticks": ticks,
-             "tick_p50_ms": ms(res.tick_s, 50), "tick_p99_ms": ms(res.tick_s, 99),
-             "policy_p50_ms": ms(res.policy_s, 50), "cbf_p50_ms": ms(res.cbf_s, 50),
-             "world_p50_ms": ms(res.world_s, 50),
-             "overhead_p50_ms": ms(res.overhead_s, 50), "overhead_p99_ms": ms(res.overhead_s, 99),
-             "overhead_p99_pct_of_tick": 100 * float(np.percentile(res.overhead_s, 99)) / scenario.dt,
-             "runtime_only_p99_ms": ms(res.runtime_overhead_s, 99),
-             "runtime_only_p99_pct_of_tick": 100 * float(np.percentile(res.runtime_overhead_s, 99)) / scenario.dt}]
+    rows = []
+    for name in scenarios:
+        scenario = dataclasses.replace(load_scenario(resolve_scenario(name)), episode_steps=ticks)
+        drones, _ = load_drone_modules(model_path, scenario, scenario.n_agents, any_consumers=True)
+        rss: list[float] = []
+        res = SwarmRuntime(scenario, drones=drones, config=RuntimeConfig(cbf=cbf), seed=0).run(
+            progress=lambda _: rss.append(_rss_mb()))  # after each tick's timed region
+        ms = lambda a, q: float(np.percentile(a, q) * 1e3)  # noqa: E731
+        rows.append({
+            "bench": "runtime", "scenario": scenario.name, "agents": scenario.n_agents, "cbf": cbf, "ticks": ticks,
+            "tick_p50_ms": ms(res.tick_s, 50), "tick_p99_ms": ms(res.tick_s, 99),
+            "ticks_over_period": int((res.tick_s > scenario.dt).sum()),
+            "policy_p50_ms": ms(res.policy_s, 50), "cbf_p50_ms": ms(res.cbf_s, 50),
+            "world_p50_ms": ms(res.world_s, 50),
+            "overhead_p50_ms": ms(res.overhead_s, 50), "overhead_p99_ms": ms(res.overhead_s, 99),
+            "overhead_p99_pct_of_tick": 100 * float(np.percentile(res.overhead_s, 99)) / scenario.dt,
+            "runtime_only_p99_ms": ms(res.runtime_overhead_s, 99),
+            "runtime_only_p99_pct_of_tick": 100 * float(np.percentile(res.runtime_overhead_s, 99)) / scenario.dt,
+            "rss_mb_tick20": rss[min(19, len(rss) - 1)], "rss_mb_end": rss[-1]})
+    return rows
 
 
 def bench_collisions(model_path: str | Path, episodes: int = 100, scenario_name: str = "paper_10x4",

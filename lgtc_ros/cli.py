@@ -328,7 +328,7 @@ def run_bench(args) -> int:
             note("policy step")
             rows += bench.bench_policy_step(model)
         if "runtime" in args.only:
-            note("runtime N=50")
+            note("runtime N=50, 100")
             rows += bench.bench_runtime(model)
         if "collisions" in args.only:
             rows += bench.bench_collisions(model, episodes=args.episodes, progress=note)

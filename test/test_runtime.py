@@ -157,3 +157,12 @@ def test_discharge_mission_reallocates_with_the_shipped_policy(tmp_path):
     assert event["orphaned"] == [0]                        # the landed drone served c0 alone
     assert 0 < event["decision_s"] < 20 and 0 < event["reallocation_s"] < 30  # another drone took over
     assert read_bag(bag).active[-1].tolist() == [False, True, True, True, True]
+
+
+def test_runtime_bench_rows_report_time_split_and_memory(model_path):
+    from lgtc_ros.bench import bench_runtime
+
+    (row,) = bench_runtime(model_path, scenarios=("scale_5x2",), ticks=25)
+    assert (row["agents"], row["ticks"]) == (5, 25)
+    assert row["tick_p50_ms"] >= row["policy_p50_ms"] > 0 and row["overhead_p50_ms"] >= 0
+    assert 0 < row["rss_mb_tick20"] <= row["rss_mb_end"] * 1.5 and 0 <= row["ticks_over_period"] <= 25
