@@ -10,6 +10,8 @@
     lgtc train  --algo lgtc-ippo|ippo --scenario FILE --steps N --seed S --out DIR [--resume]
     lgtc eval   --scenario FILE --policy expert|random|MODEL --episodes K [--out DIR] [--json]
     lgtc export --policy RUN/policy.pt --scenario FILE --out models/NAME.pt
+    lgtc sweep  --policy MODEL --policy expert --agents 5 10 20 --consumers 2 4 10 --episodes K --out DIR
+                (Fig. 4: return over team size and over consumer count)
 """
 from __future__ import annotations
 
@@ -188,6 +190,50 @@ def run_replay(args) -> int:
     else:
         print(markdown(result, result["open_loop"]))
         print(f"\nwrote {', '.join(result['files'])}")
+    return 0
+
+
+def run_sweep(args) -> int:
+    """Fig. 4: every policy on variants of one mission over N and over M; CSV, markdown, PNG."""
+    import csv
+
+    from tqdm import tqdm
+
+    from lgtc_ros import sweep
+    from lgtc_ros.scenario import ScenarioError
+
+    if args.episodes < 1:
+        raise SystemExit("lgtc: --episodes must be >= 1")
+    base = _scenario(args.scenario)
+    policies = {}
+    for name in args.policy:
+        make_policy(name, args.seed, None)  # unknown names fail now, not after an hour of sweeping
+        label = "expert" if name == "expert" else "random" if name == "random" else Path(name).stem
+        policies[label] = lambda s, name=name: make_policy(name, args.seed, s, any_consumers=True)
+    cases = (len(args.agents) + len(args.consumers)) * len(policies)
+    with tqdm(total=cases, desc="sweep", file=sys.stderr, disable=args.quiet) as bar:
+        def note(msg):
+            bar.set_postfix_str(msg)
+            bar.update()
+        try:
+            rows = sweep.sweep(base, policies, args.agents, args.consumers, args.episodes, args.seed,
+                               args.fixed_agents, args.fixed_consumers, progress=note)
+        except ScenarioError as exc:
+            raise SystemExit(f"lgtc: {exc}") from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "sweep.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (out / "sweep.md").write_text(f"# Fig. 4 sweep: {base.name}, {args.episodes} episodes per case, seed {args.seed}\n\n"
+                                  f"`lgtc sweep {' '.join(sys.argv[2:])}`\n\n" + sweep.markdown(rows))
+    png = sweep.plot(rows, out / "fig4.png", f"{base.name}: per-agent return, {args.episodes} episodes per point")
+    if args.json:
+        print(to_json({"rows": rows, "out": str(out)}))
+    else:
+        print(sweep.markdown(rows))
+        print(f"wrote {out}/sweep.csv, {out}/sweep.md, {png}")
     return 0
 
 
@@ -444,6 +490,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fly a model on a scenario with a different number of consumers")
     common(p)
     p.set_defaults(func=run_eval)
+
+    p = sub.add_parser("sweep", help="Fig. 4: policies over team size N and consumer count M")
+    p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="base mission (default: %(default)s)")
+    p.add_argument("--policy", action="append", required=True,
+                   help="expert | random | model .pt; repeat for several (models fly any M)")
+    p.add_argument("--agents", type=int, nargs="*", default=[5, 10, 20, 30, 50], help="N values (M fixed)")
+    p.add_argument("--consumers", type=int, nargs="*", default=[2, 4, 6, 8, 10], help="M values (N fixed)")
+    p.add_argument("--fixed-agents", type=int, default=None, help="N of the consumer axis (default: the base's)")
+    p.add_argument("--fixed-consumers", type=int, default=None, help="M of the agent axis (default: the base's)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes per case (the paper: 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="folder for sweep.csv, sweep.md, fig4.png")
+    common(p, "print the rows as one JSON object on stdout")
+    p.set_defaults(func=run_sweep)
 
     p = sub.add_parser("export", help="TorchScript per-drone step + metadata JSON from a trained policy")
     p.add_argument("--policy", required=True, help="a run's policy.pt (or checkpoint.pt)")

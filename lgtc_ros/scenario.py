@@ -302,6 +302,11 @@ def _coerce(hint: Any, value: Any, source: str, name: str) -> Any:
 # ----------------------------------------------------------------------------- validation
 
 
+def validate(s: Scenario) -> None:
+    """Check a scenario built in code (e.g. with `dataclasses.replace`) by the loader's rules."""
+    _validate(s)
+
+
 def _validate(s: Scenario) -> None:
     def fail(name: str, value: Any, why: str) -> None:
         raise ScenarioError(f"{s.source}: field '{name}' = {value!r}: {why}")
