@@ -79,7 +79,7 @@ def test_short_training_rises_above_random(tmp_path):
     assert float(rows[-1]["contraction_min"]) >= 0  # tau >= 0 held throughout
 
 
-@pytest.mark.parametrize("algo", ["lgtc-ippo", "ippo"])
+@pytest.mark.parametrize("algo", ["lgtc-ippo", "ippo", "momappo"])
 def test_resume_gives_the_same_next_update(tmp_path, algo):
     one = small_args(tmp_path / "a", algo=algo, total_steps=16 * 30 * 3, num_steps=20)
     Trainer(one).run()

@@ -18,10 +18,14 @@ PAPER = load_scenario(resolve_scenario("paper_10x4"))
 KINDS = torch.tensor([0.0, 0.0, 1.0, 1.0])
 
 
-def small(consensus=True, **kw) -> ActorCritic:
+def small(consensus=True, value="scalar", **kw) -> ActorCritic:
     torch.manual_seed(0)
     cfg = LGTCConfig(n_resources=4, feature_dim=16, state_dim=8, hidden_dim=16, consensus=consensus, **kw)
-    return ActorCritic(cfg, HeadConfig(hidden=(32, 32)))
+    return ActorCritic(cfg, HeadConfig(hidden=(32, 32), value=value))
+
+
+def momappo() -> ActorCritic:
+    return small(False, value="vector", pooling="weighted")
 
 
 def drone_inputs(k: int, m: int = 4, seed: int = 0):
@@ -152,9 +156,9 @@ def test_same_choice_same_trajectory_different_choices_different_clusters():
 # ----------------------------------------------------------------------------- export
 
 
-@pytest.mark.parametrize("consensus", [True, False])
+@pytest.mark.parametrize("consensus", [True, False, "momappo"])
 def test_exported_per_drone_step_equals_batched_training_forward(consensus, tmp_path):
-    model = small(consensus)
+    model = momappo() if consensus == "momappo" else small(consensus)
     pt, _ = export(model, PAPER, tmp_path / "m.pt")
     step, _ = load(pt, PAPER)
     world = World(PAPER, n_envs=2, seed=4, solve_assignment=False)
@@ -187,6 +191,32 @@ def test_exported_per_drone_step_equals_batched_training_forward(consensus, tmp_
         drone_msgs = (obs.pos.clone(), new_psi, new_x)
         drone_x, state = new_x, new_state
         world.step(batched_vel)
+
+
+def test_momappo_value_is_the_attention_weighted_per_consumer_value():
+    model = momappo()
+    world = World(PAPER, n_envs=2, seed=1, solve_assignment=False)
+    obs = world.observe()
+    od = {"pos": obs.pos, "supply": obs.supply, "consumer_pos": obs.consumer_pos, "demand": obs.demand,
+          "kinds": obs.kinds}
+    state = model.initial_state(2, 10)
+    S = row_normalized(obs.neighbours)
+    with torch.no_grad():
+        value, _, _, aux = model.critic_step(od, state, S, model.crowd(obs.pos, state, S))
+        keys, attn = aux["keys"], aux["attention"]
+        rest = torch.cat([aux["delta"], obs.pos, model.crowd(obs.pos, state, S)], -1)
+        for m in range(4):  # each consumer's value from its own key
+            v_m = model.critic_head(torch.cat([keys[..., m, :], rest], -1)).squeeze(-1)
+            value = value - attn[..., m] * v_m
+    assert value.abs().max() < 1e-5
+    y, _, _, a = model.actor.core(obs.pos, obs.supply, obs.consumer_pos[:, None], obs.demand[:, None],
+                                  obs.kinds, state["x_pi"], state["psi_pi"], state["x_pi"], torch.zeros(2, 10, 3))
+    weighted = (a["attention"].unsqueeze(-1) * a["keys"]).sum(-2)   # MOMAPPO pools all consumers
+    assert torch.allclose(y[..., :16], weighted, atol=1e-6)
+    with pytest.raises(ValueError, match="pooling"):
+        LGTC(LGTCConfig(n_resources=4, pooling="weighted"))           # consensus nets select one consumer
+    with pytest.raises(ValueError, match="vector"):
+        small(True, value="vector")
 
 
 @pytest.mark.parametrize("model", ["models/lgtc_paper_10x4.pt", "models/ippo_paper_10x4.pt"])

@@ -27,6 +27,9 @@ class HeadConfig:
     hidden: tuple[int, ...] = (256, 256)
     """Final MLP widths (Table I)."""
     init_log_std: float = -0.5
+    value: str = "scalar"
+    """"scalar" (IPPO, LGTC-IPPO) or "vector" (MOMAPPO: one value per consumer from
+    [key_m, Delta, p, crowd], their attention-weighted sum trained on the scalar return)."""
 
 
 class ActorCritic(nn.Module):
@@ -36,6 +39,10 @@ class ActorCritic(nn.Module):
         self.actor = LGTC(cfg)
         self.critic = LGTC(cfg)
         self.actor_head = mlp([cfg.output_dim, *head.hidden, 4])
+        if head.value not in ("scalar", "vector"):
+            raise ValueError(f"value = {head.value!r}: must be scalar or vector")
+        if head.value == "vector" and cfg.consensus:
+            raise ValueError("the vector (per-consumer) value is the MOMAPPO peer's: no consensus state")
         self.critic_head = mlp([cfg.output_dim, *head.hidden, 1])
         with torch.no_grad():  # CleanRL's small last layer: near-zero mean actions at the start
             last = self.actor_head[-1]
@@ -72,6 +79,11 @@ class ActorCritic(nn.Module):
         """Batched value [B,N], new state, message, aux."""
         x, psi_prev = state["x_v"], state["psi_v"]
         y, x_new, psi, aux = self.critic.core(*self._local_inputs(obs), x, S @ psi_prev, S @ x, crowd)
+        if self.head_cfg.value == "vector":  # V = sum_m Xi_m V_m, V_m from consumer m's key
+            keys = aux["keys"]
+            rest = torch.cat([aux["delta"], obs["pos"], crowd], -1).unsqueeze(-2).expand(list(keys.shape[:-1]) + [-1])
+            per_consumer = self.critic_head(torch.cat([keys, rest], -1)).squeeze(-1)   # [...,M]
+            return (aux["attention"] * per_consumer).sum(-1), x_new, psi, aux
         return self.critic_head(y).squeeze(-1), x_new, psi, aux
 
     def value(self, obs: dict[str, Tensor], state: dict[str, Tensor], S: Tensor) -> Tensor:

@@ -61,6 +61,9 @@ class LGTCConfig:
     """h: ODE time per unfold (ODE time per control step = unfolds * ode_dt)."""
     consensus: bool = True
     """False = vanilla IPPO of §IV: no state x, attention from the current input only."""
+    pooling: str = "argmax"
+    """Without consensus: "argmax" (IPPO, y takes the selected consumer's feature) or "weighted"
+    (MOMAPPO, y takes the attention-weighted sum of every consumer's features)."""
 
     crowd_radius: float = 0.3
     """Neighbours closer than this (arena units) enter the crowding feature."""
@@ -102,12 +105,17 @@ class LGTC(nn.Module):
     TorchScript-compatible: export.py scripts this very code for the per-drone step.
     """
 
-    __constants__ = ["consensus", "unfolds", "ode_dt", "scale"]  # TorchScript prunes dead branches
+    __constants__ = ["consensus", "weighted", "unfolds", "ode_dt", "scale"]  # TorchScript prunes dead branches
 
     def __init__(self, cfg: LGTCConfig):
         super().__init__()
         self.cfg = cfg
         self.consensus, self.unfolds, self.ode_dt = cfg.consensus, cfg.unfolds, cfg.ode_dt
+        if cfg.pooling not in ("argmax", "weighted"):
+            raise ValueError(f"pooling = {cfg.pooling!r}: must be argmax or weighted")
+        if cfg.consensus and cfg.pooling != "argmax":
+            raise ValueError("pooling applies to the networks without consensus (ippo, momappo)")
+        self.weighted = cfg.pooling == "weighted"
         self.scale = 1.0 / math.sqrt(cfg.feature_dim)
         r, g, fdim, h = cfg.n_resources, cfg.feature_dim, cfg.state_dim, cfg.hidden_dim
         self.phi1 = mlp([2 + 2 + r, h, h], out_act=True)        # (d_m, de_ml, kappa_l, e_l)
@@ -201,10 +209,14 @@ class LGTC(nn.Module):
         choice = attn.argmax(-1)
         index = choice.unsqueeze(-1).unsqueeze(-1).expand(list(choice.shape) + [1, keys.shape[-1]])
         phi = phi.expand(list(rel.shape))
-        if not self.consensus:  # vanilla IPPO, §IV: y = [(Xi o Phi)_argmax, Delta, p]
-            picked = torch.gather(attn.unsqueeze(-1) * keys, -2, index).squeeze(-2)
+        if not self.consensus:  # vanilla IPPO, §IV: y = [(Xi o Phi)_argmax, Delta, p]; MOMAPPO: the sum
+            if self.weighted:
+                picked = (attn.unsqueeze(-1) * keys).sum(-2)
+            else:
+                picked = torch.gather(attn.unsqueeze(-1) * keys, -2, index).squeeze(-2)
             y = torch.cat([picked, delta, pos, crowd], -1)
-            return y, x, psi, {"attention": attn, "choice": choice, "f": torch.zeros_like(x)}
+            return y, x, psi, {"attention": attn, "choice": choice, "f": torch.zeros_like(x),
+                               "keys": keys, "delta": delta}
         chosen = torch.gather(phi, -2, index).squeeze(-2)
         f = F.relu(self.W(chosen))
         x_new = self.integrate(x, f, agg_x, consts)

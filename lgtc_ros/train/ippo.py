@@ -29,13 +29,15 @@ from lgtc_ros.train.runner import (CsvLog, learning_curve_png, load_checkpoint, 
                                    seed_everything, set_rng_state)
 from lgtc_ros.world import TERMS, World
 
-ALGOS = ("lgtc-ippo", "ippo")
+ALGOS = ("lgtc-ippo", "ippo", "momappo")
 
 
 @dataclass
 class Args:
     algo: str = "lgtc-ippo"
-    """lgtc-ippo (consensus state + contractivity penalty) or ippo (vanilla: no state, §IV)."""
+    """lgtc-ippo (consensus state + contractivity penalty), ippo (vanilla: no state, §IV) or
+    momappo (the MOMAPPO peer of §IV: no state, attention-weighted consumer features, a value per
+    consumer whose attention-weighted sum is trained on the return)."""
     scenario: str = "paper_10x4"
     """Scenario YAML path or bundled name."""
     total_steps: int = 3_000_000
@@ -85,8 +87,9 @@ class Args:
 
 def build_model(args: Args, n_resources: int) -> ActorCritic:
     cfg = LGTCConfig(n_resources=n_resources, feature_dim=args.feature_dim, state_dim=args.state_dim,
-                     unfolds=args.unfolds, ode_dt=args.ode_dt, consensus=args.algo == "lgtc-ippo")
-    return ActorCritic(cfg, HeadConfig(hidden=tuple(args.hidden)))
+                     unfolds=args.unfolds, ode_dt=args.ode_dt, consensus=args.algo == "lgtc-ippo",
+                     pooling="weighted" if args.algo == "momappo" else "argmax")
+    return ActorCritic(cfg, HeadConfig(hidden=tuple(args.hidden), value="vector" if args.algo == "momappo" else "scalar"))
 
 
 # ----------------------------------------------------------------------------- pure functions
