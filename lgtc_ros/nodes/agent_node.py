@@ -30,6 +30,8 @@ class AgentNode(Node):
         if not model:
             from lgtc_ros.cli import default_model
 
+            if default_model() is None:
+                raise ValueError("parameter 'model' is empty and no shipped model was found")
             model = str(default_model())
         (module,), _ = load_drone_modules(model, scenario, 1, any_consumers=any_consumers)
         agent = DroneAgent(index, module, module.state_dim, module.feature_dim)

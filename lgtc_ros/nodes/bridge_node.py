@@ -43,6 +43,11 @@ class Crazyswarm2Backend:
         self.land_cli = {n: node.create_client(Land, f"/{n}/land") for n in names}
         self.notify_cli = {n: node.create_client(NotifySetpointsStop, f"/{n}/notify_setpoints_stop") for n in names}
 
+    def ready(self) -> bool:
+        """Crazyswarm2's services are up (a request sent before is lost)."""
+        return all(c.service_is_ready() for clients in (self.takeoff_cli, self.land_cli, self.notify_cli)
+                   for c in clients.values())
+
     def takeoff(self, name: str, height_m: float, duration_s: float) -> None:
         req = self.Takeoff.Request()
         req.group_mask, req.height, req.duration = 0, float(height_m), Duration(seconds=duration_s).to_msg()
@@ -78,6 +83,9 @@ class CflibBackend:
             raise ValueError(f"backend cflib needs one uri per drone: {len(uris)} uris for {len(names)} names")
         self.link = CflibSwarmLink(dict(zip(names, uris)), frame, dt)
         self.link.connect()
+
+    def ready(self) -> bool:
+        return self.link.connected
 
     def takeoff(self, name: str, height_m: float, duration_s: float) -> None:
         self.link.takeoff(height_m, duration_s, name=name)
@@ -158,6 +166,9 @@ class BridgeNode(Node):
             flight.land()
 
     def _start(self, request, response):
+        if not self.backend.ready():
+            response.success, response.message = False, "the drones' services are not available yet"
+            return response
         for f in self.flights.values():
             f.start(now_s(self))
         response.success, response.message = True, f"taking off: {', '.join(self.names)}"
@@ -173,7 +184,7 @@ class BridgeNode(Node):
         now = now_s(self)
         if self.tf is not None:
             self._poses_from_tf()
-        if self._autostart:
+        if self._autostart and self.backend.ready():
             self._autostart = False
             self._start(None, Trigger.Response())
         for name, f in self.flights.items():
@@ -185,14 +196,15 @@ class BridgeNode(Node):
                 self.backend.land(name, self.p["land_s"])
             elif cmd.kind == "setpoint":
                 self.backend.send(name, cmd.setpoint)
-        if not self._announced and all(f.phase is Phase.MISSION for f in self.flights.values()):
+        phases = [f.phase for f in self.flights.values()]  # every takeoff over (a drone may already be landing)
+        if not self._announced and Phase.MISSION in phases and all(p in (Phase.MISSION, Phase.LANDING) for p in phases):
             self._announced = True
             self.pub_airborne.publish(Bool(data=True))
             self.get_logger().info("every drone is airborne: the mission starts")
 
-    def destroy_node(self) -> None:
+    def destroy_node(self):
         self.backend.close()
-        super().destroy_node()
+        return super().destroy_node()
 
 
 def main(args=None) -> None:

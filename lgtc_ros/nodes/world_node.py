@@ -41,26 +41,32 @@ class WorldNode(Node):
                                          lambda m, i=i: self._on_cmd(i, m), QOS_DEPTH)
             else:
                 self.create_subscription(PoseStamped, f"/{name}/pose", lambda m, i=i: self._on_pose(i, m), QOS_DEPTH)
-        # a latched description of the mission: `lgtc replay` needs it in a recording of this graph
+        # a latched description of the mission, stamped with its start: `lgtc replay` needs it in a
+        # recording of this graph
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub_meta = self.create_publisher(String, "/lgtc/meta", latched)
-        meta = mission_meta(names, scenario.arena_size_m, scenario.altitude_m,
-                            self.get_clock().now().nanoseconds,
+        self._meta = (names, scenario, seed)
+        self._publish(self.plant.observe(now_s(self)))
+        # hardware: the mission (and its event clock) starts once the bridge reports the swarm airborne
+        self.running = False
+        if self.mode == "sim":
+            self._begin()
+        else:
+            self.create_subscription(Bool, "/lgtc/airborne", self._on_airborne, latched)
+        self.timer = self.create_timer(scenario.dt, self._step)
+
+    def _begin(self) -> None:
+        names, scenario, seed = self._meta
+        meta = mission_meta(names, scenario.arena_size_m, scenario.altitude_m, self.get_clock().now().nanoseconds,
                             {"scenario": scenario.name, "seed": seed, "dt": scenario.dt, "mode": self.mode,
                              "events": [{"time_s": e.time_s, "kind": e.kind, "agent": e.agent, "select": e.select}
                                         for e in scenario.events]})
         self.pub_meta.publish(String(data=meta_json(meta)))
-        self._publish(self.plant.observe(now_s(self)))
-        # hardware: the mission (and its event clock) starts once the bridge reports the swarm airborne
-        self.running = self.mode == "sim"
-        if not self.running:
-            self.create_subscription(Bool, "/lgtc/airborne", self._on_airborne,
-                                     QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.timer = self.create_timer(scenario.dt, self._step)
+        self.running = True
 
     def _on_airborne(self, msg: Bool) -> None:
         if msg.data and not self.running:
-            self.running = True
+            self._begin()
             self.get_logger().info("swarm airborne: mission clock started")
 
     def _on_cmd(self, i: int, msg: TwistStamped) -> None:
