@@ -7,7 +7,7 @@
     lgtc replay BAG [--policy MODEL] [--out DIR] [--json]
     lgtc compare LABEL=RUN/train_log.csv ... --out FIG.png   (learning curves side by side)
     lgtc bench  simulator and assignment benchmarks, appended to docs/BENCHMARKS.md [--json]
-    lgtc train  --algo lgtc-ippo|ippo|momappo --scenario FILE --steps N --seed S --out DIR [--resume]
+    lgtc train  --algo lgtc-ippo|ippo|momappo|vdn|qmix --scenario FILE --steps N --seed S --out DIR [--resume]
     lgtc eval   --scenario FILE --policy expert|random|MODEL --episodes K [--out DIR] [--json]
     lgtc export --policy RUN/policy.pt --scenario FILE --out models/NAME.pt
     lgtc sweep  --policy MODEL --policy expert --agents 5 10 20 --consumers 2 4 10 --episodes K --out DIR
@@ -391,7 +391,15 @@ def run_bench(args) -> int:
 
 
 def run_train(args) -> int:
-    from lgtc_ros.train.ippo import Args, train
+    if args.algo in ("vdn", "qmix"):  # the SAC-based value-decomposition peers
+        from lgtc_ros.train.sac_mix import SacArgs as Args
+        from lgtc_ros.train.sac_mix import train as sac_train
+
+        if args.resume:
+            raise SystemExit(f"lgtc: --resume is not supported for {args.algo} (off-policy replay is not checkpointed)")
+        train = lambda a, resume, show_progress: sac_train(a, show_progress)  # noqa: E731
+    else:
+        from lgtc_ros.train.ippo import Args, train
 
     fields = {f.name: f for f in dataclasses.fields(Args)}
     overrides = {}
@@ -519,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=run_demo)
 
     p = sub.add_parser("train", help="train LGTC-IPPO or vanilla IPPO with the batched simulator")
-    p.add_argument("--algo", default="lgtc-ippo", choices=["lgtc-ippo", "ippo", "momappo"])
+    p.add_argument("--algo", default="lgtc-ippo", choices=["lgtc-ippo", "ippo", "momappo", "vdn", "qmix"])
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="YAML file or bundled name (default: %(default)s)")
     p.add_argument("--steps", type=int, default=3_000_000, help="environment steps (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)

@@ -39,7 +39,7 @@ class ModelMismatch(ValueError):
 class DroneStep(nn.Module):
     """The actor of an `ActorCritic` as one drone's step (TorchScript-able)."""
 
-    __constants__ = ["v_max", "state_dim", "feature_dim", "crowd_radius", "fused_step"]
+    __constants__ = ["v_max", "state_dim", "feature_dim", "crowd_radius", "fused_step", "squash"]
 
     def __init__(self, model: ActorCritic, v_max: float):
         super().__init__()
@@ -49,6 +49,7 @@ class DroneStep(nn.Module):
         self.state_dim = model.cfg.state_dim
         self.feature_dim = model.cfg.feature_dim
         self.crowd_radius = model.cfg.crowd_radius
+        self.squash = bool(model.head_cfg.squash)  # SAC peers fly tanh(mean)
         # eq. (6)'s parameter-only terms, computed once instead of at every step
         with torch.no_grad():
             a, tau_kappa, b_f = model.actor.ode_constants() if model.cfg.consensus else (
@@ -64,7 +65,10 @@ class DroneStep(nn.Module):
             self.fused = FusedActor(model.actor, model.actor_head)
 
     def _velocity(self, y: Tensor) -> Tensor:
-        return self._scale(self.head(y)[..., :2])
+        mean = self.head(y)[..., :2]
+        if self.squash:
+            mean = torch.tanh(mean)
+        return self._scale(mean)
 
     def _scale(self, mean: Tensor) -> Tensor:
         """Mean action in units of v_max -> velocity (arena units/s), norm clipped to v_max."""

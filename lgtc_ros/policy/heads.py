@@ -27,6 +27,9 @@ class HeadConfig:
     hidden: tuple[int, ...] = (256, 256)
     """Final MLP widths (Table I)."""
     init_log_std: float = -0.5
+    squash: bool = False
+    """True for the SAC peers: actions are tanh of the Gaussian (SAC's bounded actions), so the
+    flown mean action is tanh(mean); False: the Gaussian mean clipped to [-1, 1] (PPO family)."""
     value: str = "scalar"
     """"scalar" (IPPO, LGTC-IPPO) or "vector" (MOMAPPO: one value per consumer from
     [key_m, Delta, p, crowd], their attention-weighted sum trained on the scalar return)."""
@@ -73,7 +76,8 @@ class ActorCritic(nn.Module):
         x, psi_prev = state["x_pi"], state["psi_pi"]
         y, x_new, psi, aux = self.actor.core(*self._local_inputs(obs), x, S @ psi_prev, S @ x, crowd)
         out = self.actor_head(y)
-        return out[..., :2], out[..., 2:].clamp(LOG_STD_MIN, LOG_STD_MAX), x_new, psi, aux
+        mean = torch.tanh(out[..., :2]) if self.head_cfg.squash else out[..., :2]
+        return mean, out[..., 2:].clamp(LOG_STD_MIN, LOG_STD_MAX), x_new, psi, aux
 
     def critic_step(self, obs: dict[str, Tensor], state: dict[str, Tensor], S: Tensor, crowd: Tensor):
         """Batched value [B,N], new state, message, aux."""
