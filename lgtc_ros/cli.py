@@ -207,7 +207,8 @@ def run_sweep(args) -> int:
     base = _scenario(args.scenario)
     policies = {}
     for name in args.policy:
-        make_policy(name, args.seed, None)  # unknown names fail now, not after an hour of sweeping
+        if name not in ("expert", "random") and not Path(name).is_file():  # fail now, not an hour later
+            raise SystemExit(f"lgtc: unknown policy '{name}' (use expert, random or a model .pt file)")
         label = "expert" if name == "expert" else "random" if name == "random" else Path(name).stem
         policies[label] = lambda s, name=name: make_policy(name, args.seed, s, any_consumers=True)
     cases = (len(args.agents) + len(args.consumers)) * len(policies)
