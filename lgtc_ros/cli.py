@@ -534,7 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="run folder (log, checkpoints, policy.pt, curve)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--set", nargs="*", metavar="KEY=VALUE",
+    p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
                    help="other trainer settings, e.g. learning_rate=1e-4 num_envs=16 (see train/ippo.py Args)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)

@@ -2,6 +2,7 @@
 a short seeded VDN run learns, and the saved policy flies through the IPPO export path."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -73,6 +74,8 @@ def test_cli_trains_the_sac_peers_and_refuses_resume(tmp_path):
     assert main(["train", "--algo", "qmix", "--scenario", "scale_5x2", "--steps", "320", "--out", str(out),
                  "--quiet", "--set", "num_envs=16", "--set", "feature_dim=16", "--set", "hidden=32,32"]) == 0
     assert (out / "policy.pt").is_file()
+    config = json.loads((out / "config.json").read_text())  # every --set applies, repeated or not
+    assert (config["num_envs"], config["feature_dim"], config["hidden"]) == (16, 16, [32, 32])
     with pytest.raises(SystemExit, match="resume"):
         main(["train", "--algo", "vdn", "--out", str(tmp_path / "v"), "--resume", "--quiet"])
     with pytest.raises(SystemExit, match="already holds a run"):
