@@ -375,6 +375,7 @@ def train(args: SacArgs, show_progress: bool = True) -> str:
         raise FileExistsError(f"{out} already holds a run: choose another --out")
     trainer = SacTrainer(args)
     _stop_on_signals()
+    (out / "config.json").write_text(json.dumps(asdict(args), indent=2) + "\n")  # known from the start
     with tqdm(total=args.total_steps, unit="step", desc=f"{args.algo} {trainer.scenario.name}",
               disable=not show_progress, smoothing=0.3) as bar:
         def progress(steps: int, row: dict) -> None:
