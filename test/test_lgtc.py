@@ -219,7 +219,7 @@ def test_momappo_value_is_the_attention_weighted_per_consumer_value():
         small(True, value="vector")
 
 
-@pytest.mark.parametrize("model", ["models/lgtc_paper_10x4.pt", "models/ippo_paper_10x4.pt",
+@pytest.mark.parametrize("model", ["models/lgtc_paper_10x4.pt", "models/ippo_paper_10x4.pt", "models/vdn_paper_10x4.pt",
                                    "models/momappo_paper_10x4.pt"])
 def test_static_runtime_step_is_the_interpreters_step(model):
     module, meta = load(model)
