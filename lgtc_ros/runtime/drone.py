@@ -70,7 +70,7 @@ class DroneAgent:
         vel, x, psi, attn = self.forward(pos, supply, *demands, self.x, nb_pos, nb_psi, nb_x)
         spent = time.perf_counter() - start
         self.x = x
-        # float32 views: the wire format is Float32MultiArray anyway
+        # float32 views, no copies: the policy computes in float32 and encoding widens to float64
         x_np, attention = x.numpy(), attn.numpy()
         message = NeighbourMessage(self.agent_id, now, pos.numpy(), psi.numpy(), x_np)
         return DroneDecision(vel.numpy(), message, x_np, attention, int(attention.argmax()), spent)
