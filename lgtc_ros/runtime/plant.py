@@ -24,6 +24,12 @@ from lgtc_ros.bridge import ArenaFrame
 from lgtc_ros.world import TERMS, World
 
 
+def demand_broadcast(world: World, now: float, env: int = 0) -> comm.DemandBroadcast:
+    """Env `env`'s consumers as the demand broadcast drones receive (positions, open demand, kinds)."""
+    return comm.DemandBroadcast(now, world.consumer_pos[env].numpy().astype(np.float64),
+                                world.demand[env].numpy().astype(np.float64), world.kinds.numpy().astype(np.int64))
+
+
 @dataclass(frozen=True)
 class PlantOutput:
     stamp: float
@@ -57,9 +63,7 @@ class MissionPlant:
         active = w.active[0].numpy().copy()
         pos = self.frame.to_metres(w.pos[0].numpy().astype(np.float64))
         z = np.where(active, self.frame.flight_height_m, 0.0)
-        demands = comm.encode_demands(comm.DemandBroadcast(
-            now, w.consumer_pos[0].numpy().astype(np.float64), w.demand[0].numpy().astype(np.float64),
-            w.kinds.numpy().astype(np.int64)))
+        demands = comm.encode_demands(demand_broadcast(w, now))
         supply = w.supply[0].numpy().astype(np.float64)
         supplies = [comm.encode_supply(comm.SupplyStatus(i, now, supply[i], bool(active[i])))
                     for i in range(s.n_agents)]

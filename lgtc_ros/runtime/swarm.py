@@ -22,7 +22,8 @@ import torch
 
 from lgtc_ros import comm
 from lgtc_ros.evaluate import EpisodeMeter, EpisodeStats, Trace
-from lgtc_ros.runtime.drone import DroneAgent
+from lgtc_ros.runtime.drone import DroneAgent, demand_tensors, stack_messages
+from lgtc_ros.runtime.plant import demand_broadcast
 from lgtc_ros.runtime.radio import Radio, RadioConfig
 from lgtc_ros.safety.swarm import SwarmFilter
 from lgtc_ros.scenario import Scenario
@@ -137,9 +138,7 @@ class SwarmRuntime:
                              dict(radio.stats), dict(self.decode_stats.counts), cbf_stats, choices)
 
     def _broadcast(self, now: float) -> comm.DemandBroadcast:
-        w = self.world
-        sent = comm.DemandBroadcast(now, w.consumer_pos[0].numpy().astype(np.float64),
-                                    w.demand[0].numpy().astype(np.float64), w.kinds.numpy().astype(np.int64))
+        sent = demand_broadcast(self.world, now)
         got = comm.decode_demands(comm.encode_demands(sent), now, self.config.max_message_age_s,
                                   self.scenario.n_consumers, self.scenario.n_resources, self.decode_stats)
         return got if got is not None else sent
@@ -161,8 +160,6 @@ class SwarmRuntime:
         decoded = [comm.decode_neighbour(p, now, self.config.max_message_age_s, g, f, self.decode_stats)
                    for p in inbox.payloads]
         good = np.fromiter((m is not None for m in decoded), dtype=bool, count=len(decoded))
-        from lgtc_ros.runtime.drone import demand_tensors, stack_messages
-
         # one [K, 2+G+F] block, one gather per drone, split into views (numpy: a torch index op
         # costs several us, and this runs N times a tick)
         block = np.concatenate([t.numpy() for t in stack_messages([m for m in decoded if m is not None], g, f)], 1)

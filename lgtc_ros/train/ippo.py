@@ -25,8 +25,8 @@ from torch.distributions import Normal
 from lgtc_ros.policy.heads import ActorCritic, HeadConfig, obs_dict
 from lgtc_ros.policy.lgtc import LGTCConfig, row_normalized
 from lgtc_ros.scenario import load_scenario, resolve_scenario
-from lgtc_ros.train.runner import (CsvLog, learning_curve_png, load_checkpoint, rng_state, save_checkpoint,
-                                   seed_everything, set_rng_state)
+from lgtc_ros.train.runner import (CsvLog, add_step_terms, episode_columns, learning_curve_png, load_checkpoint,
+                                   rng_state, save_checkpoint, seed_everything, set_rng_state)
 from lgtc_ros.world import TERMS, World
 
 ALGOS = ("lgtc-ippo", "ippo", "momappo")
@@ -222,17 +222,10 @@ class Trainer:
             res = w.step(action * s.v_max)
             put("reward", res.reward)
             put("done", res.done.float())
-            for k in TERMS:
-                self.ep_terms[k] += res.terms[k]
+            finished += add_step_terms(self.ep_terms, res.terms, res.done, obs.active)
             self.state = new_state
             if res.done.any():
                 done = res.done
-                n_active = obs.active.float().sum(-1).clamp_min(1)
-                for e in torch.nonzero(done).flatten().tolist():
-                    per_term = {k: float(self.ep_terms[k][e].sum() / n_active[e]) for k in TERMS}
-                    finished.append(per_term)
-                for k in TERMS:
-                    self.ep_terms[k][done] = 0.0
                 w.reset(done)
                 for k in self.state:
                     self.state[k][done] = 0.0
@@ -327,14 +320,11 @@ class Trainer:
             "update": self.update, "env_steps": self.env_steps, "agent_steps": self.env_steps * n,
             "wall_s": self.wall, "sps_env": a.num_steps * a.num_envs / dt,
             "sps_agent": a.num_steps * a.num_envs * n / dt, "lr": self.opt.param_groups[0]["lr"],
-            "episodes": len(finished),
-            "episode_return": float(np.mean([sum(f.values()) for f in finished])) if finished else float("nan"),
+            **episode_columns(finished),
             "contraction_min": float(ro["contraction"].min()), "contraction_mean": float(ro["contraction"].mean()),
             "tau_min": float(self.model.actor.tau.min()) if self.model.cfg.consensus else float("nan"),
             **stats,
         }
-        for k in TERMS:
-            row[f"ret_{k}"] = float(np.mean([f[k] for f in finished])) if finished else float("nan")
         return row
 
     def finish(self) -> None:

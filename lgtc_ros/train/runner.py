@@ -11,6 +11,33 @@ import numpy as np
 import torch
 
 
+def add_step_terms(ep_terms: dict[str, torch.Tensor], terms: dict[str, torch.Tensor], done: torch.Tensor,
+                   active: torch.Tensor) -> list[dict[str, float]]:
+    """Add one step's reward terms [B,N] to the running episode sums; for the envs whose episode
+    ended (`done` [B]) return each term's per-agent return (over the agents `active` [B,N] that
+    step) and zero their sums."""
+    for k, v in terms.items():
+        ep_terms[k] += v
+    if not done.any():
+        return []
+    n_active = active.float().sum(-1).clamp_min(1)
+    finished = [{k: float(v[e].sum() / n_active[e]) for k, v in ep_terms.items()}
+                for e in torch.nonzero(done).flatten().tolist()]
+    for v in ep_terms.values():
+        v[done] = 0.0
+    return finished
+
+
+def episode_columns(finished: list[dict[str, float]]) -> dict[str, float]:
+    """Log columns of the episodes that ended: their count, mean return and mean return per term."""
+    nan = float("nan")
+    row = {"episodes": len(finished),
+           "episode_return": float(np.mean([sum(f.values()) for f in finished])) if finished else nan}
+    for k in (finished[0] if finished else {}):
+        row[f"ret_{k}"] = float(np.mean([f[k] for f in finished]))
+    return row
+
+
 def seed_everything(seed: int, threads: int | None = None) -> None:
     random.seed(seed)
     np.random.seed(seed)

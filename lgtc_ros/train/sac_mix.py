@@ -34,7 +34,8 @@ from torch.distributions import Normal
 from lgtc_ros.policy.heads import LOG_STD_MAX, LOG_STD_MIN, ActorCritic, HeadConfig, obs_dict
 from lgtc_ros.policy.lgtc import LGTC, LGTCConfig, mlp, row_normalized
 from lgtc_ros.scenario import load_scenario, resolve_scenario
-from lgtc_ros.train.runner import CsvLog, learning_curve_png, save_checkpoint, seed_everything
+from lgtc_ros.train.runner import (CsvLog, add_step_terms, episode_columns, learning_curve_png, save_checkpoint,
+                                   seed_everything)
 from lgtc_ros.world import TERMS, World
 
 ALGOS = ("vdn", "qmix")
@@ -246,17 +247,10 @@ class SacTrainer:
                          "done": res.done.float(),
                          **{f"next_{k}": getattr(nobs, k).clone() for k in OBS_KEYS},
                          "next_agg_psi": n_agg, "next_crowd": n_crowd, "next_active": nobs.active.float()})
-        for k in TERMS:
-            self.ep_terms[k] += res.terms[k]
-        finished = []
+        finished = add_step_terms(self.ep_terms, res.terms, res.done, obs.active)
         self.state = new_state
         if res.done.any():
             done = res.done
-            n_active = obs.active.float().sum(-1).clamp_min(1)
-            for e in torch.nonzero(done).flatten().tolist():
-                finished.append({k: float(self.ep_terms[k][e].sum() / n_active[e]) for k in TERMS})
-            for k in TERMS:
-                self.ep_terms[k][done] = 0.0
             w.reset(done)
             for k in self.state:
                 self.state[k][done] = 0.0
@@ -342,10 +336,7 @@ class SacTrainer:
 
     def _row(self, finished, stats, sps) -> dict:
         row = {"update": self.updates, "env_steps": self.env_steps, "agent_steps": self.env_steps * self.scenario.n_agents,
-               "wall_s": self.wall, "sps_env": sps, "episodes": len(finished),
-               "episode_return": float(np.mean([sum(f.values()) for f in finished])) if finished else float("nan")}
-        for k in TERMS:
-            row[f"ret_{k}"] = float(np.mean([f[k] for f in finished])) if finished else float("nan")
+               "wall_s": self.wall, "sps_env": sps, **episode_columns(finished)}
         for k in ("q_loss", "actor_loss", "entropy", "q_mean"):
             row[k] = float(np.mean([s[k] for s in stats])) if stats else float("nan")
         return row
