@@ -40,7 +40,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("lgtc_ros.cflib_link needs the Crazyflie Python library: pip install cflib") from exc
 
-from lgtc_ros.bridge import ArenaFrame, FullStateSetpoint
+from lgtc_ros.frames import ArenaFrame
+from lgtc_ros.bridge import FullStateSetpoint
 
 __all__ = ["CflibSwarmLink", "DEFAULT_RW_CACHE", "default_cf_factory", "yaw_to_quaternion"]
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lgtc_ros.bridge import ArenaFrame, CommandWatchdog, FullStateSetpoint, SetpointIntegrator, WatchdogState
+from lgtc_ros.frames import ArenaFrame
+from lgtc_ros.bridge import CommandWatchdog, FullStateSetpoint, SetpointIntegrator, WatchdogState
 
 
 class Phase(enum.Enum):

@@ -12,13 +12,8 @@ import numpy as np
 import pytest
 
 import lgtc_ros.cflib_link as cflib_link
-from lgtc_ros.bridge import (
-    ArenaFrame,
-    CommandWatchdog,
-    FullStateSetpoint,
-    SetpointIntegrator,
-    WatchdogState,
-)
+from lgtc_ros.frames import ArenaFrame
+from lgtc_ros.bridge import CommandWatchdog, FullStateSetpoint, SetpointIntegrator, WatchdogState
 from lgtc_ros.cflib_link import CflibSwarmLink, yaw_to_quaternion
 from lgtc_ros.scenario import load_scenario, resolve_scenario
 

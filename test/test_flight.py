@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lgtc_ros.bridge import ArenaFrame
+from lgtc_ros.frames import ArenaFrame
 from lgtc_ros.flight import NONE, DroneFlight, Phase
 
 FRAME = ArenaFrame(half_extent_m=2.0, flight_height_m=1.0)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lgtc_ros import comm
-from lgtc_ros.bridge import ArenaFrame
+from lgtc_ros.frames import ArenaFrame
 from lgtc_ros.runtime import Radio, RadioConfig, RuntimeConfig, SwarmRuntime, load_drone_modules
 from lgtc_ros.runtime.drone import DroneAgent
 from lgtc_ros.runtime.onboard import OnboardController, Skip, TickOutput

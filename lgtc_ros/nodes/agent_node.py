@@ -11,7 +11,7 @@ from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray
 
-from lgtc_ros.bridge import ArenaFrame
+from lgtc_ros.frames import ArenaFrame
 from lgtc_ros.nodes.common import QOS_DEPTH, mission, now_s, run, to_msg, twist
 from lgtc_ros.runtime.drone import DroneAgent, load_drone_modules
 from lgtc_ros.runtime.onboard import OnboardController, Skip

@@ -24,7 +24,8 @@ from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 
 from lgtc_ros import comm
-from lgtc_ros.bridge import ArenaFrame, FullStateSetpoint
+from lgtc_ros.frames import ArenaFrame
+from lgtc_ros.bridge import FullStateSetpoint
 from lgtc_ros.flight import DroneFlight, Phase
 from lgtc_ros.nodes.common import QOS_DEPTH, mission, now_s, run, stamp_s
 

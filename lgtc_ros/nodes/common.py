@@ -11,7 +11,7 @@ from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension, MultiArrayLayout
 
 from lgtc_ros import comm
-from lgtc_ros.bridge import ArenaFrame
+from lgtc_ros.frames import ArenaFrame
 from lgtc_ros.comm import FloatArray, default_names
 from lgtc_ros.scenario import Scenario, load_scenario, resolve_scenario
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from lgtc_ros import comm
-from lgtc_ros.bridge import ArenaFrame
+from lgtc_ros.frames import ArenaFrame
 from lgtc_ros.runtime.drone import DroneAgent, DroneDecision, demand_tensors, stack_messages
 
 
