@@ -23,19 +23,35 @@ topic                    type                            contents
 ``/lgtc/meta`` (QoS transient-local, so a late subscriber to ``ros2 bag play`` still gets it) is
 ``{"format": "lgtc_bag/v1", "names": [...], "arena_size_m", "altitude_m", "start_epoch_ns",
 "mission": {free-form: scenario, seed, model, dt...}}``; the same JSON is also stored under
-``custom_data: lgtc_meta`` in metadata.yaml. Every message of tick t is stamped (bag time and
-header) ``start_epoch_ns + round(t * 1e9)``; payloads the recorder builds itself (state, reward
-terms) carry that time in seconds too. Comm payloads stay in normalized arena units.
+``custom_data: lgtc_meta`` in metadata.yaml. Comm payloads stay in normalized arena units; metres
+<-> arena units is `frames.ArenaFrame` (half extent ``arena_size_m / 2``, height ``altitude_m``).
+
+One clock: every stamp (header stamps, the ``stamp_s`` of comm payloads, ``start_epoch_ns``) is
+the graph's ROS clock. `BagRecorder` stamps every message of tick t, bag time, header and payload
+``stamp_s`` alike, ``start_epoch_ns + round(t * 1e9)``. Bag (log) times are never read back:
+``ros2 bag record`` writes receive times, which jitter by milliseconds and are not in tick order.
+
+Ticks (how `read_bag` groups a recording): the world publishes exactly one ``/lgtc/demands`` per
+world tick, and its ``stamp_s`` is the tick's time; those stamps are the ticks (``t = stamp -
+start_epoch_ns``, negative for ticks before the mission clock started, e.g. while hardware waits
+for takeoff). Every other message belongs to the latest tick stamped at most its own stamp +
+`TICK_TOLERANCE_NS` (poses and velocities: ``header.stamp``; payloads: ``stamp_s``); when several
+messages of one topic fall into one tick, the latest stamp wins (e.g. 100 Hz motion-capture poses:
+the last one before the next tick). Messages stamped before the first tick, or one median tick
+period or more after the last one (the world had stopped), are dropped and counted in
+`Recording.rejected`.
 """
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import math
 import re
-from collections import defaultdict
+import zlib
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -46,6 +62,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from lgtc_ros import comm
+from lgtc_ros.frames import ArenaFrame
 
 POSE, TWIST = "geometry_msgs/msg/PoseStamped", "geometry_msgs/msg/TwistStamped"
 FLOATS, STRING = "std_msgs/msg/Float64MultiArray", "std_msgs/msg/String"
@@ -55,6 +72,13 @@ START_EPOCH_NS = 1_700_000_000 * 10**9
 """Default bag start (2023-11-14): fixed, so the same inputs give a byte-identical bag."""
 BAG_VERSION = 8
 """rosbag2 metadata version of Jazzy; v9 (Kilted) re-encodes QoS in a way Jazzy cannot parse."""
+TICK_TOLERANCE_NS = 1_000_000
+"""A message stamped up to 1 ms before a world tick belongs to that tick. The world's tick time
+is float64 seconds since the epoch (resolving ~0.24 us today), the same instant elsewhere an exact
+ns header stamp (BagRecorder writes both), so a message "at the tick" may read a fraction of a
+microsecond early. 1 ms is far above that, yet 1/50 of a 20 Hz tick: the nodes stamp their outputs
+milliseconds after the tick they answer, and a tick takes from the one before only what was stamped
+in the last millisecond before it."""
 
 
 class BagError(ValueError):
@@ -171,8 +195,8 @@ class BagRecorder:
         if arena_size_m <= 0 or altitude_m <= 0:  # altitude > 0: the reader infers "active" from z
             raise ValueError(f"arena_size_m, altitude_m must be > 0, got {arena_size_m}, {altitude_m}")
         self.path, self.names = Path(path), agent_names(names)
-        self.scale = arena_size_m / 2  # metres per normalized unit
-        self.altitude_m, self.start_epoch_ns = altitude_m, int(start_epoch_ns)
+        self.frame = ArenaFrame(half_extent_m=arena_size_m / 2, flight_height_m=altitude_m)
+        self.start_epoch_ns = int(start_epoch_ns)
         self.meta = mission_meta(self.names, arena_size_m, altitude_m, self.start_epoch_ns, metadata)
         self._writer = Writer(self.path, version=bag_version, storage_plugin=StoragePlugin.MCAP)
         self._conns: dict[tuple[str, int | None], Any] = {}
@@ -217,20 +241,23 @@ class BagRecorder:
         v_nominal, v_safe [N,2] normalized units/s; messages: the neighbour messages broadcast
         this tick (any subset, routed by agent_id); demands: the central broadcast; states [N]:
         (x [F], attention [M], chosen consumer or -1[, supply [r]]) per agent, None to skip one; reward_terms:
-        (term names [T], values [N,T]) or None.
+        (term names [T], values [N,T]) or None. The stamps of `messages` and `demands` are replaced
+        by the tick time: the reader groups by payload stamps, which must be on the bag's clock.
         """
         if not self._conns:
             raise RuntimeError(f"{self.path}: recorder is not open")
         ns = self.start_epoch_ns + round(t * 1e9)
+        stamp = ns / 1e9
         # build every message first so that a bad argument writes nothing of this tick
         out = self._agent_messages(ns, pos, active, v_nominal, v_safe, states)
         for msg in messages:
             if not 0 <= msg.agent_id < len(self.names):
                 raise ValueError(f"message from agent_id {msg.agent_id}, only {len(self.names)} agents")
+            msg = replace(msg, stamp=stamp)
             out.append(("message", msg.agent_id, _floats(comm.encode_neighbour(msg))))
-        out.append(("demands", None, _floats(comm.encode_demands(demands))))
+        out.append(("demands", None, _floats(comm.encode_demands(replace(demands, stamp=stamp)))))
         if reward_terms is not None:
-            out.append(("reward_terms", None, _floats(comm.encode_reward_terms(ns / 1e9, *reward_terms))))
+            out.append(("reward_terms", None, _floats(comm.encode_reward_terms(stamp, *reward_terms))))
         for kind, agent, msg in out:
             self._write(kind, agent, ns, msg)
 
@@ -239,14 +266,15 @@ class BagRecorder:
                         ) -> list[tuple[str, int | None, Any]]:
         """Pose (metres), both velocities (m/s) and the LGTC state of every agent at `ns`."""
         n = len(self.names)
-        pos_m, v_nom, v_safe = (np.asarray(a, dtype=np.float64).reshape(n, 2) * self.scale
-                                for a in (pos, v_nominal, v_safe))
+        pos_m = self.frame.to_metres(np.asarray(pos, dtype=np.float64).reshape(n, 2))
+        v_nom, v_safe = (self.frame.velocity_to_metres(np.asarray(v, dtype=np.float64).reshape(n, 2))
+                         for v in (v_nominal, v_safe))
         active = np.asarray(active, dtype=bool).reshape(n)
         if len(states) != n:
             raise ValueError(f"states has {len(states)} entries for {n} agents")
         out: list[tuple[str, int | None, Any]] = []
         for i in range(n):
-            z = self.altitude_m if active[i] else 0.0
+            z = self.frame.flight_height_m if active[i] else 0.0
             out.append(("pose", i, _pose(ns, float(pos_m[i, 0]), float(pos_m[i, 1]), z)))
             out.append(("cmd_vel_nominal", i, _twist(ns, float(v_nom[i, 0]), float(v_nom[i, 1]))))
             out.append(("cmd_vel_safe", i, _twist(ns, float(v_safe[i, 0]), float(v_safe[i, 1]))))
@@ -259,11 +287,11 @@ class BagRecorder:
 
 @dataclass(frozen=True, eq=False)
 class Recording:
-    """A read-back mission, arrays over T ticks, normalized units. Missing samples are NaN
-    (choice: -1, active: False)."""
+    """A read-back mission, arrays over T world ticks (see the module docstring), normalized units.
+    Missing samples are NaN (choice: -1, active: False)."""
 
     names: tuple[str, ...]
-    t: np.ndarray              # [T] s since start
+    t: np.ndarray              # [T] s since start (the world's tick stamps)
     pos: np.ndarray            # [T,N,2]
     active: np.ndarray         # [T,N] bool
     v_nominal: np.ndarray      # [T,N,2] units/s
@@ -281,7 +309,11 @@ class Recording:
     arena_size_m: float
     altitude_m: float
     start_epoch_ns: int
-    rejected: dict[str, int]   # payloads that failed to decode, by comm reason
+    rejected: dict[str, int]   # messages left out, by comm decode reason, "before_first_tick", "after_last_tick"
+
+
+def _frame(meta: Mapping[str, Any]) -> ArenaFrame:
+    return ArenaFrame(half_extent_m=meta["arena_size_m"] / 2, flight_height_m=meta["altitude_m"])
 
 
 def _open_meta(reader: Reader, path: Path) -> dict[str, Any]:
@@ -292,6 +324,10 @@ def _open_meta(reader: Reader, path: Path) -> dict[str, Any]:
             raise BagError(f"{path}: /lgtc/meta has format {meta.get('format')!r}, expected {FORMAT}")
         if missing := {"names", "arena_size_m", "altitude_m", "start_epoch_ns"} - set(meta):
             raise BagError(f"{path}: /lgtc/meta lacks {sorted(missing)}")
+        try:
+            _frame(meta)
+        except (TypeError, ValueError) as exc:
+            raise BagError(f"{path}: /lgtc/meta: {exc}") from None
         return meta
     raise BagError(f"{path}: missing topic /lgtc/meta ({STRING}); not an LGTC recording")
 
@@ -305,7 +341,8 @@ def _check_topics(reader: Reader, specs: Mapping[str, TopicSpec], path: Path) ->
 
 
 def read_bag(path: str | Path) -> Recording:
-    """Read a folder written by `BagRecorder` (topics may be stored in any order)."""
+    """Read a folder written by `BagRecorder` or by ``ros2 bag record`` of the ROS graph
+    (`topics`); messages may be stored in any order, their bag times are ignored."""
     path = Path(path)
     if not (path / "metadata.yaml").is_file():
         raise BagError(f"{path}: not a rosbag2 folder (no metadata.yaml)")
@@ -315,8 +352,9 @@ def read_bag(path: str | Path) -> Recording:
             specs = topics(meta["names"])
             _check_topics(reader, specs, path)
             conns = [c for c in reader.connections if c.topic in specs and specs[c.topic].kind != "meta"]
-            samples = [(specs[c.topic], ns, typestore().deserialize_cdr(raw, c.msgtype))
-                       for c, ns, raw in reader.messages(connections=conns)]
+            # the checksum only breaks ties between equal stamps, whatever order the bag stores them in
+            samples = [(specs[c.topic], zlib.crc32(raw), typestore().deserialize_cdr(raw, c.msgtype))
+                       for c, _, raw in reader.messages(connections=conns)]
     except BagError:
         raise
     except Exception as exc:  # rosbags raises several types; the caller needs to know which path
@@ -324,39 +362,63 @@ def read_bag(path: str | Path) -> Recording:
     return _assemble(path, meta, samples)
 
 
-_Rows = dict[tuple[str, int], dict[int, Any]]  # (kind, agent or -1) -> tick -> decoded value
+_Key = tuple[str, int]  # (kind, agent or -1)
+_Rows = dict[_Key, dict[int, Any]]  # -> tick -> decoded value
 
 
-def _decode_all(samples: list[tuple[TopicSpec, int, Any]], meta: Mapping[str, Any],
-                stats: comm.DecodeStats) -> tuple[list[int], _Rows]:
-    """Sorted tick timestamps (ns) and every message decoded, in normalized units, by tick.
+def _header_ns(header: Any) -> int:
+    return header.stamp.sec * 10**9 + header.stamp.nanosec
 
-    A tick is one bag timestamp, so storage order does not matter. Rejected payloads are
-    dropped (counted in `stats`).
-    """
-    scale, n = meta["arena_size_m"] / 2, len(meta["names"])
-    tick_ns = sorted({ns for _, ns, _ in samples})
-    index = {ns: k for k, ns in enumerate(tick_ns)}
-    rows: _Rows = defaultdict(dict)
-    for spec, ns, msg in samples:
-        key, k = (spec.kind, -1 if spec.agent is None else spec.agent), index[ns]
-        if spec.kind == "pose":
-            p = msg.pose.position
-            rows[key][k] = np.array([p.x / scale, p.y / scale, p.z > meta["altitude_m"] / 2])
+
+def _payload_ns(stamp_s: float) -> int:
+    # to the microsecond: float64 seconds since the epoch resolve ~0.24 us, finer digits are noise;
+    # rounding restores the recorder's tick instants exactly (they are whole microseconds)
+    return round(stamp_s * 1e6) * 1000
+
+
+def _decode(spec: TopicSpec, msg: Any, n: int, stats: comm.DecodeStats) -> tuple[int, Any] | None:
+    """(stamp ns, value) of one message, None if its payload is rejected (counted in `stats`).
+    Poses [x, y, z] and velocities [vx, vy] stay metric here: `_assemble` converts whole arrays."""
+    if spec.kind == "pose":
+        p = msg.pose.position
+        return _header_ns(msg.header), np.array([p.x, p.y, p.z])
+    if spec.kind.startswith("cmd_vel"):
+        return _header_ns(msg.header), np.array([msg.twist.linear.x, msg.twist.linear.y])
+    if spec.kind == "message":
+        value = comm.decode_neighbour(msg, None, math.inf, None, None, stats)
+    elif spec.kind == "state":
+        value = comm.decode_agent_state(msg, stats=stats)
+    elif spec.kind == "demands":
+        value = comm.decode_demands(msg, None, math.inf, None, None, stats)
+    else:
+        value = comm.decode_reward_terms(msg, n, stats)
+    return None if value is None else (_payload_ns(value.stamp), value)
+
+
+def _world_ticks(stamps: Sequence[int]) -> list[int]:
+    """The sorted tick stamps (ns): one per distinct world stamp. Stamps within the tolerance of
+    the previous tick are that tick (the message-to-tick rule could not tell them apart)."""
+    ticks: list[int] = []
+    for ns in sorted(set(stamps)):
+        if not ticks or ns - ticks[-1] > TICK_TOLERANCE_NS:
+            ticks.append(ns)
+    return ticks
+
+
+def _by_tick(decoded: Sequence[tuple[_Key, int, int, Any]], ticks: Sequence[int], dropped: Counter) -> _Rows:
+    """Every (key, stamp, tie-break, value) to its tick (module docstring); the latest stamp wins."""
+    # the world stopped after its last tick: that tick takes only what a next one, a median period later, would not
+    end = ticks[-1] + (int(np.median(np.diff(ticks))) if len(ticks) > 1 else math.inf)
+    held: dict[_Key, dict[int, tuple[int, int, Any]]] = defaultdict(dict)
+    for key, ns, tie, value in decoded:
+        k = bisect.bisect_right(ticks, ns + TICK_TOLERANCE_NS) - 1
+        if k < 0 or ns + TICK_TOLERANCE_NS >= end:
+            dropped["before_first_tick" if k < 0 else "after_last_tick"] += 1
             continue
-        if spec.kind.startswith("cmd_vel"):
-            value = np.array([msg.twist.linear.x, msg.twist.linear.y]) / scale
-        elif spec.kind == "message":
-            value = comm.decode_neighbour(msg, None, math.inf, None, None, stats)
-        elif spec.kind == "state":
-            value = comm.decode_agent_state(msg, stats=stats)
-        elif spec.kind == "demands":
-            value = comm.decode_demands(msg, None, math.inf, None, None, stats)
-        else:
-            value = comm.decode_reward_terms(msg, n, stats)
-        if value is not None:
-            rows[key][k] = value
-    return tick_ns, rows
+        old = held[key].get(k)
+        if old is None or (ns, tie) > old[:2]:
+            held[key][k] = (ns, tie, value)
+    return defaultdict(dict, {key: {k: v[2] for k, v in by_tick.items()} for key, by_tick in held.items()})
 
 
 def _stack(rows: Mapping[int, np.ndarray], ticks: int, shape: tuple[int, ...], what: str,
@@ -371,16 +433,27 @@ def _stack(rows: Mapping[int, np.ndarray], ticks: int, shape: tuple[int, ...], w
 
 
 def _first(rows: _Rows, kind: str) -> Any:
-    """Some decoded value of `kind` (they all share one shape), or None."""
-    values = (v for (kd, _), by_tick in sorted(rows.items()) if kd == kind for v in by_tick.values())
-    return next(values, None)
+    """The decoded value of `kind` at its earliest tick (they all share one shape), or None."""
+    found = [(k, agent, v) for (kd, agent), by_tick in rows.items() if kd == kind for k, v in by_tick.items()]
+    return min(found, key=lambda f: f[:2])[2] if found else None
 
 
 def _assemble(path: Path, meta: dict[str, Any], samples: list[tuple[TopicSpec, int, Any]]) -> Recording:
-    """Arrange the decoded samples into the `Recording` arrays."""
-    stats = comm.DecodeStats()
-    tick_ns, rows = _decode_all(samples, meta, stats)
-    names, ticks, start = tuple(meta["names"]), len(tick_ns), int(meta["start_epoch_ns"])
+    """Group the deserialized messages into world ticks and arrange them into the `Recording` arrays."""
+    stats, dropped = comm.DecodeStats(), Counter()
+    names, start, frame = tuple(meta["names"]), int(meta["start_epoch_ns"]), _frame(meta)
+    decoded = []
+    for spec, tie, msg in samples:
+        if (got := _decode(spec, msg, len(names), stats)) is not None:
+            decoded.append(((spec.kind, -1 if spec.agent is None else spec.agent), got[0], tie, got[1]))
+    tick_ns = _world_ticks([ns for (kind, _), ns, _, _ in decoded if kind == "demands"])
+    if not tick_ns:
+        raise BagError(f"{path}: no valid /lgtc/demands message; the world's demand stamps define the ticks")
+    rows = _by_tick(decoded, tick_ns, dropped)
+    if any(agent >= 0 for (_, agent), *_ in decoded) and not any(agent >= 0 for _, agent in rows):
+        raise BagError(f"{path}: no drone message is stamped within the world's ticks "
+                       f"({tick_ns[0] / 1e9:.3f}..{tick_ns[-1] / 1e9:.3f} s): /lgtc/demands is on another clock")
+    ticks = len(tick_ns)
 
     def per_agent(kind: str, get: Any, shape: tuple[int, ...]) -> np.ndarray:  # -> [T, N, *shape]
         cols = [_stack({k: get(v) for k, v in rows[kind, i].items()}, ticks, shape,
@@ -391,15 +464,16 @@ def _assemble(path: Path, meta: dict[str, Any], samples: list[tuple[TopicSpec, i
         return _stack({k: get(v) for k, v in rows[kind, -1].items()}, ticks, shape, kind, path)
 
     dem, state, nb, terms = (_first(rows, kind) for kind in ("demands", "state", "message", "reward_terms"))
-    m, r = dem.demand.shape if dem is not None else (0 if state is None else state.attention.size, 0)
-    pose = per_agent("pose", lambda p: p, (3,))
+    m, r = dem.demand.shape  # every tick has its /lgtc/demands
+    pose_m = per_agent("pose", lambda p: p, (3,))
     choice = per_agent("state", lambda s: [s.choice], (1,))[..., 0]
     values = central("reward_terms", lambda v: v.values, terms.values.shape) if terms is not None else None
     return Recording(
         names=names, t=(np.array(tick_ns, dtype=np.int64) - start) / 1e9,
-        pos=pose[..., :2], active=pose[..., 2] == 1.0,
-        v_nominal=per_agent("cmd_vel_nominal", lambda v: v, (2,)),
-        v_safe=per_agent("cmd_vel_safe", lambda v: v, (2,)),
+        pos=frame.to_arena(pose_m),
+        active=pose_m[..., 2] > frame.flight_height_m / 2,  # NaN (no pose this tick): False
+        v_nominal=frame.velocity_to_arena(per_agent("cmd_vel_nominal", lambda v: v, (2,))),
+        v_safe=frame.velocity_to_arena(per_agent("cmd_vel_safe", lambda v: v, (2,))),
         x=per_agent("state", lambda s: s.x, (0 if state is None else state.x.size,)),
         attention=per_agent("state", lambda s: s.attention, (m,)),
         choice=np.where(np.isnan(choice), -1, choice).astype(np.int64),
@@ -407,9 +481,9 @@ def _assemble(path: Path, meta: dict[str, Any], samples: list[tuple[TopicSpec, i
         psi=per_agent("message", lambda s: s.psi, (0 if nb is None else nb.psi.size,)),
         consumer_pos=central("demands", lambda d: d.consumer_pos, (m, 2)),
         demand=central("demands", lambda d: d.demand, (m, r)),
-        kinds=dem.kinds if dem is not None else np.zeros(0, dtype=np.int64),
+        kinds=dem.kinds,
         reward_terms={} if terms is None else {name: values[:, :, j] for j, name in enumerate(terms.names)},
         meta=meta.get("mission", {}), arena_size_m=float(meta["arena_size_m"]),
         altitude_m=float(meta["altitude_m"]), start_epoch_ns=start,
-        rejected={k: v for k, v in stats.counts.items() if k != "ok"},
+        rejected={**{k: v for k, v in stats.counts.items() if k != "ok"}, **dropped},
     )

@@ -211,7 +211,8 @@ def bench_runtime(model_path: str | Path, scenarios=("scale_50x10", "scale_100x1
     `runtime_only` excludes the simulated plant too (on hardware there is none)."""
     import dataclasses
 
-    from lgtc_ros.runtime import RuntimeConfig, SwarmRuntime, load_drone_modules
+    from lgtc_ros.runtime.drone import load_drone_modules
+    from lgtc_ros.runtime.swarm import RuntimeConfig, SwarmRuntime
 
     torch.set_num_threads(1)
     rows = []
@@ -239,7 +240,8 @@ def bench_runtime(model_path: str | Path, scenarios=("scale_50x10", "scale_100x1
 def bench_collisions(model_path: str | Path, episodes: int = 100, scenario_name: str = "paper_10x4",
                      progress: Callable[[str], None] | None = None) -> list[dict]:
     """Collisions (pairs closer than safety_radius) over seeded episodes, CBF on and off."""
-    from lgtc_ros.runtime import RuntimeConfig, SwarmRuntime, load_drone_modules
+    from lgtc_ros.runtime.drone import load_drone_modules
+    from lgtc_ros.runtime.swarm import RuntimeConfig, SwarmRuntime
 
     torch.set_num_threads(1)
     scenario = load_scenario(resolve_scenario(scenario_name))

@@ -124,7 +124,9 @@ def _run_missions(scenario, args, label):
     from tqdm import tqdm
 
     from lgtc_ros.evaluate import _merge
-    from lgtc_ros.runtime import RadioConfig, RuntimeConfig, SwarmRuntime, load_drone_modules
+    from lgtc_ros.runtime.drone import load_drone_modules
+    from lgtc_ros.runtime.radio import RadioConfig
+    from lgtc_ros.runtime.swarm import RuntimeConfig, SwarmRuntime
 
     torch.set_num_threads(1)  # one drone, one thread: what a companion computer or a node gets
     config = RuntimeConfig(cbf=args.cbf, radio=RadioConfig(latency_ticks=args.latency, drop_prob=args.drop,
@@ -295,8 +297,8 @@ def markdown_summary(summary: dict, stats) -> str:
 
 
 def run_export(args) -> int:
+    from lgtc_ros.policy.checkpoint import load_policy
     from lgtc_ros.policy.export import export
-    from lgtc_ros.train.ippo import load_policy
 
     scenario = _scenario(args.scenario)
     try:
@@ -317,26 +319,20 @@ def run_export(args) -> int:
     return 0
 
 
-def default_model() -> Path | None:
-    """The shipped policy for the default mission, if present."""
-    from lgtc_ros.scenario import config_dir
-
-    path = config_dir().parent / "models" / "lgtc_paper_10x4.pt"
-    return path if path.is_file() else None
-
-
 def run_demo(args) -> int:
     """Default mission through the per-drone runtime with the shipped policy and the CBF, recorded
     to a rosbag2, then replayed into a report."""
+    from lgtc_ros.policy.shipped import NoShippedModel, default_model
     from lgtc_ros.replay import report
 
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/demo-{stamp}")
-    model = default_model()
     args.scenario, args.seed, args.out = DEFAULT_SCENARIO, 0, str(out)
-    args.policy = str(model) if model is not None else "expert"
-    if model is None:
-        print("lgtc: no shipped model found (models/lgtc_paper_10x4.pt); flying the expert instead", file=sys.stderr)
+    try:
+        args.policy = str(default_model(_scenario(DEFAULT_SCENARIO)))
+    except NoShippedModel as exc:
+        print(f"lgtc: {exc}; flying the expert instead", file=sys.stderr)
+        args.policy = "expert"
     args.runtime, args.record, args.cbf, args.latency, args.drop = True, str(out / "bag"), "decentralized", 0, 0.0
     args.any_consumers = False
     code = run_sim(args)
@@ -349,13 +345,19 @@ def run_bench(args) -> int:
     from tqdm import tqdm
 
     from lgtc_ros import bench
+    from lgtc_ros.policy.shipped import NoShippedModel, default_model
     from lgtc_ros.safety import bench_cbf
 
     machine_info = bench.machine()  # before the per-drone benches pin one thread
-    model = Path(args.model) if args.model else default_model()
     needs_model = {"policy", "runtime", "collisions"} & set(args.only)
-    if needs_model and (model is None or not model.is_file()):
-        raise SystemExit(f"lgtc: benches {sorted(needs_model)} need a model (--model; none shipped at models/)")
+    try:  # the benches' mission is the paper's (the scale benches fly its model at other M)
+        model = Path(args.model) if args.model else default_model(bench.default_scenario())
+    except NoShippedModel as exc:
+        if needs_model:
+            raise SystemExit(f"lgtc: benches {sorted(needs_model)} need a model (--model): {exc}") from None
+        model = None
+    if needs_model and not model.is_file():
+        raise SystemExit(f"lgtc: benches {sorted(needs_model)} need a model: no file {model}")
     rows = []
     with tqdm(desc="bench", file=sys.stderr, disable=args.quiet) as bar:
         def note(msg):

@@ -33,7 +33,16 @@ lgtc_reward_terms/v1    header:version,stamp_s                2
 lgtc_supply/v1          header:version,agent_id,stamp_s       3        from the world (simulated or
 (/{name}/lgtc/supply)   supply                                r        virtual resources) to a drone:
                         active                                1        own supplies; 1 flying, 0 landed
+lgtc_inbox/v1           header:version,stamp_s                2        from the radio to one drone:
+(/{name}/lgtc/inbox)    messages:agent_id,stamp_s,x,y,psi,x   K*(4+G+F)  [K, 4+G+F], one row per
+                                                                       neighbour message delivered
+                                                                       this tick (K may be 0)
 ======================  ====================================  =======  ==========================
+
+Why an inbox bundle rather than one message per neighbour: the radio delivers a tick's messages
+together, so one bundle per receiver and tick lets every subscriber keep only the newest (QoS
+keep-last 1). Per-neighbour messages on one topic would need a deep queue, which a saturated
+executor drains oldest-first: ticks-old neighbour states reached the policy that way.
 
 Decoders never raise: every outcome is counted in a `DecodeStats` under one of `REASONS` and
 rejections are logged on logger ``lgtc_ros.comm`` (warning at the 1st, 2nd, 4th, 8th...
@@ -61,6 +70,7 @@ REASONS = ("ok", "bad_label", "bad_version", "bad_length", "non_finite", "bad_va
 NEIGHBOUR, DEMANDS = "lgtc_neighbour", "lgtc_demands"
 STATE, REWARD_TERMS = "lgtc_state", "lgtc_reward_terms"
 SUPPLY = "lgtc_supply"
+INBOX = "lgtc_inbox"
 
 _log = logging.getLogger("lgtc_ros.comm")
 _T = TypeVar("_T")
@@ -127,6 +137,14 @@ class NeighbourMessage:
     position: np.ndarray
     psi: np.ndarray
     x: np.ndarray
+    packed: np.ndarray | None = field(default=None, repr=False)
+    """(position, psi, x) as one row [2+G+F] when the fields are views of it (decoded messages)."""
+
+    def body(self) -> np.ndarray:
+        """(position, psi, x) as one row [2+G+F]: a receiver stacks K rows in one call."""
+        if self.packed is not None:
+            return self.packed
+        return np.concatenate((np.ravel(self.position), np.ravel(self.psi), np.ravel(self.x)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -342,8 +360,62 @@ def decode_neighbour(arr: Any, now: float | None, max_age: float, expect_g: int 
         _expect("x", x.size, expect_f)
         agent = _int_value("agent_id", head[1], 0)
         _check_age(head[2], now, max_age, future_tolerance)
-        return NeighbourMessage(agent, float(head[2]), pos.copy(), psi.copy(), x.copy())
+        body = np.concatenate((pos, psi, x))  # one copy; the fields are views of it (see `body`)
+        g = psi.size
+        return NeighbourMessage(agent, float(head[2]), body[:2], body[2:2 + g], body[2 + g:], body)
     return _guard(NEIGHBOUR, stats, run)
+
+
+# ---------------------------------------------------------------- inbox (radio -> one drone)
+
+_INBOX_ROW = "messages:agent_id,stamp_s,x,y,psi,x"
+
+
+def encode_inbox(stamp: float, messages: Sequence[NeighbourMessage]) -> FloatArray:
+    """The neighbour messages the radio delivers to one drone at `stamp` (``lgtc_inbox/v1``).
+    Every message must have the same psi and x sizes (one policy per swarm)."""
+    rows = [np.concatenate(([float(m.agent_id), float(m.stamp)], np.ravel(m.position), np.ravel(m.psi),
+                            np.ravel(m.x))) for m in messages]
+    if len({r.size for r in rows}) > 1:
+        raise ValueError(f"inbox rows differ in length: {sorted({r.size for r in rows})}")
+    if any(np.ravel(m.position).size != 2 for m in messages):
+        raise ValueError("every message position must have 2 values")
+    block = np.stack(rows) if rows else np.zeros((0, 4))
+    return _pack(INBOX, _STAMP_HEADER, (VERSION, float(stamp)), [(_INBOX_ROW, block)])
+
+
+def decode_inbox(arr: Any, now: float | None, max_age: float, expect_g: int, expect_f: int,
+                 stats: DecodeStats | None = None, *,
+                 future_tolerance: float = FUTURE_TOLERANCE_S) -> list[NeighbourMessage] | None:
+    """Decode an inbox bundle into its neighbour messages; None if the bundle is rejected. A row
+    that is stale or from the future is left out and counted (the others still arrive)."""
+    stats = DEFAULT_STATS if stats is None else stats
+    width = 4 + expect_g + expect_f
+
+    def run() -> list[NeighbourMessage]:
+        head, [(_, block, stride)] = _unpack(arr, INBOX, _STAMP_HEADER, (_INBOX_ROW,))
+        if block.size and stride != width:
+            raise _Reject("bad_length", f"rows of {stride}, expected {width} (G={expect_g}, F={expect_f})")
+        _check_age(head[1], now, max_age, future_tolerance)
+        out = []
+        for row in block.reshape(-1, width):
+            agent = _int_value("agent_id", row[0], 0)
+            body = row[2:].copy()  # one copy; the fields are views of it
+            out.append(NeighbourMessage(agent, float(row[1]), body[:2], body[2:2 + expect_g], body[2 + expect_g:], body))
+        return out
+
+    got = _guard(INBOX, stats, run)
+    if got is None or now is None:
+        return got
+    fresh = []
+    for m in got:
+        try:
+            _check_age(m.stamp, now, max_age, future_tolerance)
+        except _Reject as rej:
+            stats.record(INBOX, rej.reason, f"row of agent {m.agent_id}: {rej.detail}")
+            continue
+        fresh.append(m)
+    return fresh
 
 
 # ---------------------------------------------------------------- demand broadcast

@@ -25,7 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lgtc_ros import comm
 from lgtc_ros.bags import Recording, read_bag
+from lgtc_ros.comm import DemandBroadcast, NeighbourMessage, SupplyStatus
+from lgtc_ros.frames import ArenaFrame
 
 
 def cluster_projection(x: np.ndarray) -> np.ndarray:
@@ -188,10 +191,13 @@ def markdown(summary: dict, divergence: dict | None = None) -> str:
 
 
 def open_loop(rec: Recording, model_path: str | Path, scenario=None, any_consumers: bool = False) -> dict:
-    """Re-run the recorded observations and messages through `model_path`, report divergence."""
-    import torch
+    """Re-run the recorded observations and messages through `model_path`, report divergence.
 
-    from lgtc_ros.policy.learned import LearnedPolicy
+    Each drone decides exactly as on board (`runtime.onboard.OnboardController`): its recorded
+    pose, demand broadcast and supplies of tick k, and the messages its neighbours (within C at
+    tick k, by the one neighbour rule `comm.neighbours_within`) broadcast at tick k - 1."""
+    from lgtc_ros.runtime.drone import DroneAgent, load_drone_modules
+    from lgtc_ros.runtime.onboard import OnboardController, Skip
 
     if rec.supply.shape[-1] == 0:
         raise ValueError("this recording has no supplies in its agent states: it cannot be replayed open-loop")
@@ -199,34 +205,38 @@ def open_loop(rec: Recording, model_path: str | Path, scenario=None, any_consume
         from lgtc_ros.scenario import load_scenario, resolve_scenario
 
         scenario = load_scenario(resolve_scenario(rec.meta["scenario"]))
-    step = LearnedPolicy.load(model_path, scenario, allow_consumer_change=any_consumers).step
+    (module,), _ = load_drone_modules(model_path, scenario, 1, any_consumers=any_consumers)
     radius = float(rec.meta.get("comm_radius", scenario.comm_radius))
+    frame = ArenaFrame(rec.arena_size_m / 2, flight_height_m=rec.altitude_m)
     t_count, n = rec.choice.shape
-    x = torch.zeros(n, step.state_dim)
-    f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    m, r = rec.demand.shape[1:]
+    drones = [OnboardController(DroneAgent(i, module, module.state_dim, module.feature_dim), frame, m, r,
+                                max_message_age_s=math.inf) for i in range(n)]
     mismatch, compared, max_dv, first = 0, 0, 0.0, math.nan
     for k in range(t_count):
+        now = float(rec.t[k])
+        demands = DemandBroadcast(now, rec.consumer_pos[k], rec.demand[k], rec.kinds)
+        near = (comm.neighbours_within(np.nan_to_num(rec.pos[k], nan=np.inf), radius, rec.active[k] & rec.active[k - 1])
+                if k > 0 else np.zeros((n, n), dtype=bool))
         for i in np.flatnonzero(rec.active[k]):
-            if k > 0:
-                d = np.linalg.norm(rec.pos[k, i] - rec.pos[k], axis=-1)
-                js = [j for j in np.flatnonzero((d <= radius) & rec.active[k] & rec.active[k - 1])
-                      if j != i and np.isfinite(rec.psi[k - 1, j]).all()]
-            else:
-                js = []
-            with torch.no_grad():
-                vel, x_new, _, attn = step(f32(rec.pos[k, i]), f32(rec.supply[k, i]), f32(rec.consumer_pos[k]),
-                                           f32(rec.demand[k]), f32(rec.kinds), x[i],
-                                           f32(rec.pos[k - 1, js]).reshape(len(js), 2),
-                                           f32(rec.psi[k - 1, js]).reshape(len(js), rec.psi.shape[-1]),
-                                           f32(rec.x[k - 1, js]).reshape(len(js), rec.x.shape[-1]))
-            x[i] = x_new
+            drone = drones[i]
+            drone.on_pose(frame.to_metres(rec.pos[k, i]))
+            drone.set_demands(demands)
+            drone.set_supply(SupplyStatus(int(i), now, rec.supply[k, i], True))
+            for j in np.flatnonzero(near[i]):
+                if np.isfinite(rec.psi[k - 1, j]).all():
+                    drone.receive(NeighbourMessage(int(j), float(rec.t[k - 1]), rec.pos[k - 1, j], rec.psi[k - 1, j],
+                                                   rec.x[k - 1, j]))
+            out = drone.tick(now)
+            if isinstance(out, Skip):  # an unusable recorded sample (e.g. a lost pose): nothing to compare
+                continue
             compared += 1
-            dv = float(np.abs(vel.numpy() - rec.v_nominal[k, i]).max())
+            dv = float(np.abs(frame.velocity_to_arena(out.v_nominal_m_s) - rec.v_nominal[k, i]).max())
             max_dv = max(max_dv, dv)
-            if int(attn.argmax()) != rec.choice[k, i]:
+            if out.decision.choice != rec.choice[k, i]:
                 mismatch += 1
                 if math.isnan(first):
-                    first = float(rec.t[k])
+                    first = now
     return {"model": str(model_path), "decisions": compared, "choice_mismatch": mismatch,
             "choice_mismatch_fraction": mismatch / max(compared, 1),
             "first_divergence_s": "none" if math.isnan(first) else f"{first:.2f} s",

@@ -303,3 +303,33 @@ def test_neighbours_within_boundary_and_shape():
     assert got.tolist() == [[False, True, False], [True, False, False], [False, False, False]]
     with pytest.raises(ValueError):
         neighbours_within(np.zeros((3, 3)), 1.0)
+
+
+# ---------------------------------------------------------------- inbox bundle (radio -> drone)
+
+def test_inbox_round_trip_empty_and_rows():
+    from lgtc_ros.comm import decode_inbox, encode_inbox
+
+    msgs = [neighbour(agent=a, stamp=99.95, g=5, f=4, seed=a) for a in (3, 1)]
+    stats = DecodeStats()
+    got = decode_inbox(encode_inbox(100.0, msgs), 100.0, 0.5, 5, 4, stats)
+    assert [m.agent_id for m in got] == [3, 1] and stats.counts == {"ok": 1}
+    for a, b in zip(got, msgs):
+        for name in ("position", "psi", "x"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert decode_inbox(encode_inbox(100.0, []), 100.0, 0.5, 5, 4, stats) == []
+    assert encode_inbox(100.0, []).dims[0].label == "lgtc_inbox/v1"
+
+
+def test_inbox_rejects_wrong_width_and_drops_stale_rows_only():
+    from lgtc_ros.comm import decode_inbox, encode_inbox
+
+    stats = DecodeStats()
+    bundle = encode_inbox(100.0, [neighbour(agent=1, stamp=99.95, g=5, f=4)])
+    assert decode_inbox(bundle, 100.0, 0.5, 6, 4, stats) is None and stats.counts["bad_length"] == 1
+    mixed = encode_inbox(100.0, [neighbour(agent=1, stamp=99.95, g=5, f=4), neighbour(agent=2, stamp=98.0, g=5, f=4)])
+    got = decode_inbox(mixed, 100.0, 0.5, 5, 4, stats)
+    assert [m.agent_id for m in got] == [1] and stats.counts["stale"] == 1
+    assert decode_inbox(with_data(mixed, 5, np.nan), 100.0, 0.5, 5, 4, stats) is None
+    with pytest.raises(ValueError, match="differ"):
+        encode_inbox(1.0, [neighbour(g=5, f=4), neighbour(g=6, f=4)])

@@ -11,7 +11,9 @@ import torch
 
 from lgtc_ros import comm
 from lgtc_ros.frames import ArenaFrame
-from lgtc_ros.runtime import Radio, RadioConfig, RuntimeConfig, SwarmRuntime, load_drone_modules
+from lgtc_ros.runtime.drone import load_drone_modules
+from lgtc_ros.runtime.radio import Radio, RadioConfig
+from lgtc_ros.runtime.swarm import RuntimeConfig, SwarmRuntime
 from lgtc_ros.runtime.drone import DroneAgent
 from lgtc_ros.runtime.onboard import OnboardController, Skip, TickOutput
 from lgtc_ros.runtime.plant import MissionPlant
@@ -51,11 +53,10 @@ def test_node_graph_flies_the_runtimes_mission(model_path):
             drone.on_pose(out.poses_m[i])
             drone.on_demands(out.demands, now)
             drone.on_supply(out.supplies[i], now)
-            for j in np.flatnonzero(batch.received[i]):
-                drone.on_neighbour(batch.payloads[j], now)
+            drone.on_inbox(comm.encode_inbox(now, batch.to(i)), now)
             result = drone.tick(now)
             assert isinstance(result, TickOutput)
-            radio.send(k, i, result.message)
+            radio.send(k, i, result.decision.message)
             v_nom[i] = frame.velocity_to_arena(result.v_nominal_m_s)
         v_safe = cbf(v_nom, frame.to_arena(out.poses_m), out.active)
         out = plant.step(now + s.dt, frame.velocity_to_metres(v_safe))
@@ -79,7 +80,7 @@ def test_onboard_skips_until_ready_and_when_landed(model_path):
     landed = comm.encode_supply(comm.SupplyStatus(0, 1.05, np.zeros(4), False))
     drone.on_supply(landed, 1.05)
     assert drone.tick(1.05) == Skip("landed")
-    assert np.allclose(frame.to_metres(drone._pos), out.poses_m[0, :2])
+    assert np.allclose(frame.to_metres(drone._pos.numpy()), out.poses_m[0, :2])
 
 
 def test_onboard_uses_fresh_neighbour_messages_once(model_path):
@@ -90,14 +91,12 @@ def test_onboard_uses_fresh_neighbour_messages_once(model_path):
         d.on_pose(out.poses_m[i])
         d.on_demands(out.demands, 2.0)
         d.on_supply(out.supplies[i], 2.0)
-    msg_a, msg_b, msg_c = a.tick(2.0).message, b.tick(2.0).message, c.tick(2.0).message
-    a.on_neighbour(msg_b, 2.05)
-    a.on_neighbour(msg_b, 2.05)                                 # duplicates count once
-    a.on_neighbour(msg_a, 2.05)                                 # its own echo is ignored
-    a.on_neighbour(msg_c, 2.05)
+    msg_a, msg_b, msg_c = (d.tick(2.0).decision.message for d in (a, b, c))
+    a.on_inbox(comm.encode_inbox(2.05, [msg_b, msg_b, msg_a]), 2.05)  # duplicates count once, own echo ignored
+    a.on_inbox(comm.encode_inbox(2.05, [msg_c]), 2.05)          # a second bundle before the tick adds up
     assert a.tick(2.05).neighbours == 2
     assert a.tick(2.1).neighbours == 0                          # used once: next tick needs new ones
-    a.on_neighbour(msg_b, 2.05)
+    a.receive(msg_b)
     assert a.tick(2.05 + 1.0).neighbours == 0                   # older than max_message_age_s
     assert a.stats.counts["ok"] > 0 and a.stats.rejected == 0
 

@@ -16,7 +16,9 @@ from lgtc_ros.policy.heads import ActorCritic, HeadConfig
 from lgtc_ros.policy.learned import LearnedPolicy
 from lgtc_ros.policy.lgtc import LGTCConfig
 from lgtc_ros.replay import formations, open_loop, report
-from lgtc_ros.runtime import Radio, RadioConfig, RuntimeConfig, SwarmRuntime, load_drone_modules
+from lgtc_ros.runtime.drone import load_drone_modules
+from lgtc_ros.runtime.radio import Radio, RadioConfig
+from lgtc_ros.runtime.swarm import RuntimeConfig, SwarmRuntime
 from lgtc_ros.scenario import load_scenario, resolve_scenario
 
 PAPER = load_scenario(resolve_scenario("paper_10x4"))

@@ -4,7 +4,8 @@ It flies the mean action (deterministic) and carries, per env and agent, the sta
 carries: its consensus state x and the message it sent last tick (position, Psi, x). A
 neighbour's message counts only after that neighbour has sent one (`valid`), as on a radio.
 Loads either an exported TorchScript model (`models/*.pt` + `.json`) or a trainer output
-(`policy.pt` / `checkpoint.pt`); both go through the same `DroneStep.batched`.
+(`policy.pt` / `checkpoint.pt`, read by `policy.checkpoint`: no trainer is imported); both go
+through the same `DroneStep.batched`.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lgtc_ros.policy.export import DroneStep, load
+from lgtc_ros.policy.checkpoint import load_policy, training_v_max
+from lgtc_ros.policy.export import DroneStep, ModelMismatch, load
 
 
 class LearnedPolicy:
@@ -31,15 +33,11 @@ class LearnedPolicy:
         if path.with_suffix(".json").is_file():
             module, meta = load(path, scenario, allow_consumer_change=allow_consumer_change)
             return cls(module, path.stem, meta)
-        from lgtc_ros.train.ippo import load_policy
-
         model, ck = load_policy(path)
         if model.cfg.n_resources != scenario.n_resources:
-            from lgtc_ros.policy.export import ModelMismatch
-
             raise ModelMismatch(f"{path} was trained for {model.cfg.n_resources} resource types (r), "
                                 f"scenario '{scenario.name}' has {scenario.n_resources}")
-        v_max = ck.get("v_max") or _training_v_max(ck)
+        v_max = training_v_max(ck)
         return cls(DroneStep(model, v_max).eval(), path.parent.name or path.stem, {"source": str(path)})
 
     def reset(self) -> None:
@@ -69,9 +67,3 @@ class LearnedPolicy:
         self.last_attention = attn
         return vel * active[..., None]
 
-
-def _training_v_max(ck: dict) -> float:
-    """Actions are in units of the *training* scenario's v_max."""
-    from lgtc_ros.scenario import load_scenario, resolve_scenario
-
-    return load_scenario(resolve_scenario(ck["args"]["scenario"])).v_max

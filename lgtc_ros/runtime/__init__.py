@@ -1,10 +1,8 @@
-"""ROS-free swarm runtime: per-drone agents at 20 Hz, emulated radio, CBF, recording.
+"""ROS-free swarm runtime: the per-drone decision (`onboard`), the policy call (`drone`), the
+emulated radio (`radio`), the mission world a ROS graph talks to (`plant`) and the whole swarm on
+simulated time (`swarm`).
 
-The ROS nodes are thin adapters over exactly these classes.
+Import the submodule you need: this package imports nothing itself, so a node process that
+imports `lgtc_ros.runtime.radio` or `.onboard` does not load the batched simulator, the
+evaluation meters or the CBF's QP solver (test/test_imports.py keeps it so).
 """
-from lgtc_ros.runtime.drone import DroneAgent, DroneDecision, load_drone_modules
-from lgtc_ros.runtime.radio import Radio, RadioConfig
-from lgtc_ros.runtime.swarm import MissionResult, RuntimeConfig, SwarmRuntime
-
-__all__ = ["DroneAgent", "DroneDecision", "load_drone_modules", "Radio", "RadioConfig", "MissionResult",
-           "RuntimeConfig", "SwarmRuntime"]

@@ -55,6 +55,10 @@ class Delivery(Generic[P]):
     received: np.ndarray
     """[N,K] bool: receiver i got message k."""
 
+    def to(self, receiver: int) -> list[P]:
+        """The payloads receiver `receiver` got, in delivery order."""
+        return [self.payloads[k] for k in np.flatnonzero(self.received[receiver])]
+
 
 class Radio(Generic[P]):
     """Carries opaque payloads (encoded messages) between N agents."""

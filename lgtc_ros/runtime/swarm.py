@@ -22,7 +22,9 @@ import torch
 
 from lgtc_ros import comm
 from lgtc_ros.evaluate import EpisodeMeter, EpisodeStats, Trace
-from lgtc_ros.runtime.drone import DroneAgent, demand_tensors, stack_messages
+from lgtc_ros.frames import ArenaFrame
+from lgtc_ros.runtime.drone import DroneAgent
+from lgtc_ros.runtime.onboard import OnboardController, Skip
 from lgtc_ros.runtime.plant import demand_broadcast
 from lgtc_ros.runtime.radio import Radio, RadioConfig
 from lgtc_ros.safety.swarm import SwarmFilter
@@ -81,13 +83,16 @@ class SwarmRuntime:
         self.radio_cfg = RadioConfig(**{**config.radio.__dict__, "radius": scenario.comm_radius})
         self.world = World(scenario, n_envs=1, seed=seed)
         self.centralized = centralized
-        self.agents = [] if drones is None else [
-            DroneAgent(i, m, m.state_dim, m.feature_dim) for i, m in enumerate(drones)]
         if drones is not None and len(drones) != scenario.n_agents:
             raise ValueError(f"{len(drones)} policy modules for {scenario.n_agents} drones")
-        for agent in self.agents:  # before the clock starts, as a node does before its first tick
-            agent.warmup(scenario.n_consumers, scenario.n_resources)
+        self.frame = ArenaFrame.from_scenario(scenario)
         self.decode_stats = comm.DecodeStats()
+        # the drones' decisions are the agent node's (`OnboardController`); the controllers warm
+        # their policies up here, before the clock starts, as a node does before its first tick
+        self.drones = [] if drones is None else [
+            OnboardController(DroneAgent(i, m, m.state_dim, m.feature_dim), self.frame, scenario.n_consumers,
+                              scenario.n_resources, config.max_message_age_s, self.decode_stats)
+            for i, m in enumerate(drones)]
         self.cbf = SwarmFilter(scenario, config.cbf, config.sensing_radius)
 
     # ------------------------------------------------------------------ the loop
@@ -95,8 +100,8 @@ class SwarmRuntime:
     def run(self, progress: Callable[[int], None] | None = None) -> MissionResult:
         s, w = self.scenario, self.world
         radio: Radio[comm.FloatArray] = Radio(s.n_agents, self.radio_cfg)
-        for agent in self.agents:
-            agent.reset()
+        for drone in self.drones:
+            drone.reset()
         if hasattr(self.centralized, "reset"):
             self.centralized.reset()
         meter, trace = EpisodeMeter(w), Trace(consumer_pos=w.consumer_pos[0].numpy().copy())
@@ -111,9 +116,9 @@ class SwarmRuntime:
             demands = self._broadcast(now)
             near = comm.neighbours_within(pos, s.comm_radius, active)  # radio range, CBF sensing
             inbox = radio.deliver_batch(k, pos, active, near)
-            v_nom, messages, states, policy_s = self._decide(now, pos, active, supply, demands, inbox)
-            for msg in messages:
-                radio.send(k, msg.agent_id, comm.encode_neighbour(msg))
+            v_nom, messages, payloads, states, policy_s = self._decide(now, pos, active, supply, demands, inbox)
+            for msg, payload in zip(messages, payloads):
+                radio.send(k, msg.agent_id, payload)
             choices[k] = [st[2] if st is not None else -1 for st in states]
             t_cbf = time.perf_counter()
             v_safe = self._filter(v_nom, pos, active, near)
@@ -148,36 +153,35 @@ class SwarmRuntime:
         v_nom = np.zeros((n, 2))
         states: list = [None] * n
         messages: list[comm.NeighbourMessage] = []
+        payloads: list[comm.FloatArray] = []
         if self.centralized is not None:
             start = time.perf_counter()
             with torch.no_grad():
                 v_nom = self.centralized(self.world)[0].numpy().astype(np.float64)
-            return v_nom * active[:, None], messages, states, time.perf_counter() - start
+            return v_nom * active[:, None], messages, payloads, states, time.perf_counter() - start
         # Each sender broadcasts one payload per tick: decode every delivered payload once (every
-        # receiver would get the same result) into [K,.] arrays that each drone indexes by the
-        # radio's delivery mask.
-        g, f = self.agents[0].feature_dim, self.agents[0].state_dim
+        # receiver would get the same result), then hand it to the drones that received it.
+        g, f = self.drones[0].agent.feature_dim, self.drones[0].agent.state_dim
         decoded = [comm.decode_neighbour(p, now, self.config.max_message_age_s, g, f, self.decode_stats)
                    for p in inbox.payloads]
         good = np.fromiter((m is not None for m in decoded), dtype=bool, count=len(decoded))
-        # one [K, 2+G+F] block, one gather per drone, split into views (numpy: a torch index op
-        # costs several us, and this runs N times a tick)
-        block = np.concatenate([t.numpy() for t in stack_messages([m for m in decoded if m is not None], g, f)], 1)
-        received = inbox.received[:, good]                     # [N, K'] over the decodable ones
-        pos_rows = torch.from_numpy(pos.astype(np.float32)).unbind(0)
-        supply_rows = torch.from_numpy(supply.astype(np.float32)).unbind(0)
-        dem = demand_tensors(demands)
+        pos_m = self.frame.to_metres(pos)
         spent = 0.0
-        step = [a.step for a in self.agents]
-        for i in np.flatnonzero(active).tolist():
-            nb = block[received[i]]
-            decision = step[i](now, pos_rows[i], supply_rows[i], dem, torch.from_numpy(nb[:, :2]),
-                               torch.from_numpy(nb[:, 2:2 + g]), torch.from_numpy(nb[:, 2 + g:]))
-            spent += decision.policy_s
-            v_nom[i] = decision.v_nominal
-            messages.append(decision.message)
-            states[i] = (decision.x, decision.attention, decision.choice, supply[i])
-        return v_nom, messages, states, spent
+        for i, drone in enumerate(self.drones):
+            drone.on_pose(pos_m[i])
+            drone.set_demands(demands)
+            drone.set_supply(comm.SupplyStatus(i, now, supply[i], bool(active[i])))
+            drone.receive_all([decoded[k] for k in np.flatnonzero(inbox.received[i] & good).tolist()])
+            out = drone.tick(now)
+            if isinstance(out, Skip):
+                continue
+            d = out.decision
+            spent += d.policy_s
+            v_nom[i] = d.v_nominal
+            messages.append(d.message)
+            payloads.append(out.message)
+            states[i] = (d.x, d.attention, d.choice, supply[i])
+        return v_nom, messages, payloads, states, spent
 
     def _filter(self, v_nom: np.ndarray, pos: np.ndarray, active: np.ndarray, near: np.ndarray) -> np.ndarray:
         """`near` [N,N]: neighbours within the radio range, reused when the sensing radius is the same."""

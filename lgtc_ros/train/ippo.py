@@ -22,11 +22,14 @@ import torch
 from torch import Tensor
 from torch.distributions import Normal
 
-from lgtc_ros.policy.heads import ActorCritic, HeadConfig, obs_dict
-from lgtc_ros.policy.lgtc import LGTCConfig, row_normalized
+# the on-disk formats (and rebuilding the networks from them) live beside the policy, so that
+# deployment code loads a run without importing this trainer; re-exported here for callers
+from lgtc_ros.policy.checkpoint import build_model, load_checkpoint, load_policy, save_checkpoint, save_policy
+from lgtc_ros.policy.heads import obs_dict
+from lgtc_ros.policy.lgtc import row_normalized
 from lgtc_ros.scenario import load_scenario, resolve_scenario
-from lgtc_ros.train.runner import (CsvLog, add_step_terms, episode_columns, learning_curve_png, load_checkpoint,
-                                   rng_state, save_checkpoint, seed_everything, set_rng_state)
+from lgtc_ros.train.runner import (CsvLog, add_step_terms, episode_columns, learning_curve_png, rng_state,
+                                   seed_everything, set_rng_state)
 from lgtc_ros.world import TERMS, World
 
 ALGOS = ("lgtc-ippo", "ippo", "momappo")
@@ -83,13 +86,6 @@ class Args:
         if self.minibatch_size > self.num_envs * self.num_steps:
             raise ValueError(f"minibatch_size = {self.minibatch_size}: larger than a rollout "
                              f"({self.num_envs} x {self.num_steps} env-steps)")
-
-
-def build_model(args: Args, n_resources: int) -> ActorCritic:
-    cfg = LGTCConfig(n_resources=n_resources, feature_dim=args.feature_dim, state_dim=args.state_dim,
-                     unfolds=args.unfolds, ode_dt=args.ode_dt, consensus=args.algo == "lgtc-ippo",
-                     pooling="weighted" if args.algo == "momappo" else "argmax")
-    return ActorCritic(cfg, HeadConfig(hidden=tuple(args.hidden), value="vector" if args.algo == "momappo" else "scalar"))
 
 
 # ----------------------------------------------------------------------------- pure functions
@@ -333,33 +329,6 @@ class Trainer:
         (self.out / "config.json").write_text(json.dumps(asdict(self.args), indent=2) + "\n")
         learning_curve_png(self.out / "train_log.csv", self.out / "learning_curve.png",
                            f"{self.args.algo} on {self.scenario.name} (seed {self.args.seed})", TERMS)
-
-
-def save_policy(path: Path, model: ActorCritic, args: Args, scenario_source: str) -> None:
-    """The trained networks with what is needed to rebuild them (not TorchScript: see export.py)."""
-    from lgtc_ros.scenario import load_scenario
-
-    save_checkpoint(path, {"model": model.state_dict(), "args": asdict(args), "lgtc": asdict(model.cfg),
-                           "head": asdict(model.head_cfg), "scenario": scenario_source,
-                           "v_max": load_scenario(scenario_source).v_max})
-
-
-def load_policy(path: str | Path) -> tuple[ActorCritic, dict]:
-    """Rebuild an `ActorCritic` from `policy.pt` (or a training checkpoint)."""
-    from lgtc_ros.policy.lgtc import LGTCConfig
-
-    ck = load_checkpoint(path)
-    if "lgtc" in ck:
-        cfg = LGTCConfig(**ck["lgtc"])
-        head = HeadConfig(**{**ck["head"], "hidden": tuple(ck["head"]["hidden"])})
-        model = ActorCritic(cfg, head)
-    else:  # a training checkpoint
-        args = Args(**{**ck["args"], "hidden": tuple(ck["args"]["hidden"])})
-        scenario = load_scenario(resolve_scenario(args.scenario))
-        model = build_model(args, scenario.n_resources)
-    model.load_state_dict(ck["model"])
-    model.eval()
-    return model, ck
 
 
 def _clone(obj):

@@ -1,8 +1,9 @@
-"""What every trainer shares: seeding, the CSV log, checkpoints and the learning-curve figure."""
+"""What every trainer shares: seeding, the CSV log and the learning-curve figure.
+
+Checkpoint and policy files: `lgtc_ros.policy.checkpoint` (deployment code reads them too)."""
 from __future__ import annotations
 
 import csv
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -90,22 +91,6 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
     return str(v)
-
-
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Atomic write: a crash while saving never leaves a truncated checkpoint behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path} (train without --resume first)")
-    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def learning_curve_png(csv_path: str | Path, png_path: str | Path, title: str,

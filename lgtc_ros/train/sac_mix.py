@@ -31,11 +31,11 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Normal
 
+from lgtc_ros.policy.checkpoint import save_checkpoint, save_policy
 from lgtc_ros.policy.heads import LOG_STD_MAX, LOG_STD_MIN, ActorCritic, HeadConfig, obs_dict
 from lgtc_ros.policy.lgtc import LGTC, LGTCConfig, mlp, row_normalized
 from lgtc_ros.scenario import load_scenario, resolve_scenario
-from lgtc_ros.train.runner import (CsvLog, add_step_terms, episode_columns, learning_curve_png, save_checkpoint,
-                                   seed_everything)
+from lgtc_ros.train.runner import CsvLog, add_step_terms, episode_columns, learning_curve_png, seed_everything
 from lgtc_ros.world import TERMS, World
 
 ALGOS = ("vdn", "qmix")
@@ -343,8 +343,6 @@ class SacTrainer:
 
     def finish(self) -> None:
         """The policy (IPPO's format: `lgtc export` takes it), config, critics and the curve."""
-        from lgtc_ros.train.ippo import save_policy
-
         self.out.mkdir(parents=True, exist_ok=True)
         save_policy(self.out / "policy.pt", self.model, self.args, self.scenario.source)
         save_checkpoint(self.out / "critics.pt", {"q": self.q.state_dict(), "args": asdict(self.args),

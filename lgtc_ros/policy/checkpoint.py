@@ -1,0 +1,89 @@
+"""Trainer outputs on disk: checkpoints, `policy.pt`, and the `ActorCritic` they rebuild.
+
+The format lives here, next to the networks, so that deployment code (`policy.learned`, the
+runtime, the nodes) loads a trainer's output without importing the trainers (`lgtc_ros.train`
+imports the simulator). The trainers write through the same functions.
+
+* `checkpoint.pt` (ippo.py, every few updates): {"args": the trainer's Args as a dict, "model":
+  state_dict, "update", "env_steps", "opt", "world", "rng", ...}; the networks are rebuilt from
+  `args` (`build_model`).
+* `policy.pt` (any trainer, at the end): {"model": state_dict, "args", "lgtc": LGTCConfig,
+  "head": HeadConfig, "scenario": the training scenario's file, "v_max": its speed bound}.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lgtc_ros.policy.heads import ActorCritic, HeadConfig
+from lgtc_ros.policy.lgtc import LGTCConfig
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Atomic write: a crash while saving never leaves a truncated checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path} (train without --resume first)")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def build_model(args: Any, n_resources: int) -> ActorCritic:
+    """The IPPO family's networks from its training arguments (ippo.Args or that dataclass as a
+    dict, as stored in a checkpoint): lgtc-ippo has the consensus state, momappo a value per consumer."""
+    get = args.__getitem__ if isinstance(args, Mapping) else lambda name: getattr(args, name)
+    algo = get("algo")
+    cfg = LGTCConfig(n_resources=n_resources, feature_dim=get("feature_dim"), state_dim=get("state_dim"),
+                     unfolds=get("unfolds"), ode_dt=get("ode_dt"), consensus=algo == "lgtc-ippo",
+                     pooling="weighted" if algo == "momappo" else "argmax")
+    return ActorCritic(cfg, HeadConfig(hidden=tuple(get("hidden")), value="vector" if algo == "momappo" else "scalar"))
+
+
+def save_policy(path: str | Path, model: ActorCritic, args: Any, scenario_source: str) -> None:
+    """The trained networks with what is needed to rebuild them (not TorchScript: see export.py).
+    `args` is the trainer's argument dataclass."""
+    from lgtc_ros.scenario import load_scenario
+
+    save_checkpoint(path, {"model": model.state_dict(), "args": asdict(args), "lgtc": asdict(model.cfg),
+                           "head": asdict(model.head_cfg), "scenario": scenario_source,
+                           "v_max": load_scenario(scenario_source).v_max})
+
+
+def load_policy(path: str | Path) -> tuple[ActorCritic, dict]:
+    """Rebuild an `ActorCritic` (eval mode) from `policy.pt` or a training checkpoint; also
+    returns the loaded dict."""
+    ck = load_checkpoint(path)
+    if "lgtc" in ck:
+        cfg = LGTCConfig(**ck["lgtc"])
+        head = HeadConfig(**{**ck["head"], "hidden": tuple(ck["head"]["hidden"])})
+        model = ActorCritic(cfg, head)
+    else:  # a training checkpoint: only the arguments say which networks
+        from lgtc_ros.scenario import load_scenario, resolve_scenario
+
+        scenario = load_scenario(resolve_scenario(ck["args"]["scenario"]))
+        model = build_model(ck["args"], scenario.n_resources)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return model, ck
+
+
+def training_v_max(ck: dict) -> float:
+    """The speed bound actions are scaled by: the policy's actions are in units of the *training*
+    scenario's v_max (stored in policy.pt; read from the scenario for a training checkpoint)."""
+    if ck.get("v_max"):
+        return ck["v_max"]
+    from lgtc_ros.scenario import load_scenario, resolve_scenario
+
+    return load_scenario(resolve_scenario(ck["args"]["scenario"])).v_max
