@@ -33,6 +33,10 @@ lgtc_reward_terms/v1    header:version,stamp_s                2
 lgtc_supply/v1          header:version,agent_id,stamp_s       3        from the world (simulated or
 (/{name}/lgtc/supply)   supply                                r        virtual resources) to a drone:
                         active                                1        own supplies; 1 flying, 0 landed
+lgtc_cbf/v1             header:version,stamp_s                2        the CBF node's record:
+(/lgtc/cbf)             counters:<name1>,<name2>,...          C        calls, solved, fallback, ...
+                        fallbacks                             N        per drone, since the start
+                        uncertainty                           N        arena units, this tick
 lgtc_inbox/v1           header:version,stamp_s                2        from the radio to one drone:
 (/{name}/lgtc/inbox)    messages:agent_id,stamp_s,x,y,psi,x   K*(4+G+F)  [K, 4+G+F], one row per
                                                                        neighbour message delivered
@@ -71,6 +75,7 @@ NEIGHBOUR, DEMANDS = "lgtc_neighbour", "lgtc_demands"
 STATE, REWARD_TERMS = "lgtc_state", "lgtc_reward_terms"
 SUPPLY = "lgtc_supply"
 INBOX = "lgtc_inbox"
+CBF = "lgtc_cbf"
 
 _log = logging.getLogger("lgtc_ros.comm")
 _T = TypeVar("_T")
@@ -537,6 +542,43 @@ def decode_reward_terms(arr: Any, expect_n: int | None = None, stats: DecodeStat
         _check_age(head[1], now, max_age, FUTURE_TOLERANCE_S)
         return RewardTerms(float(head[1]), names, vals.reshape(-1, stride).copy())
     return _guard(REWARD_TERMS, stats, run)
+
+
+# ---------------------------------------------------------------- CBF status (recording, probes)
+
+@dataclass(frozen=True, eq=False)
+class CbfStatus:
+    """The CBF node's counters (name -> count), per-drone fallback counts [N] and the position
+    uncertainty [N] it filtered with this tick (arena units)."""
+
+    stamp: float
+    counters: dict[str, int]
+    fallbacks: np.ndarray
+    uncertainty: np.ndarray
+
+
+def encode_cbf_status(msg: CbfStatus) -> FloatArray:
+    names = list(msg.counters)
+    if not names or any(not n or "," in n for n in names):
+        raise ValueError(f"counter names must be non-empty and comma-free: {names}")
+    fallbacks, unc = np.ravel(msg.fallbacks), np.ravel(msg.uncertainty)
+    if fallbacks.size != unc.size:
+        raise ValueError(f"fallbacks [{fallbacks.size}] and uncertainty [{unc.size}] disagree")
+    return _pack(CBF, _STAMP_HEADER, (VERSION, float(msg.stamp)),
+                 [("counters:" + ",".join(names), np.array([msg.counters[n] for n in names], dtype=np.float64)),
+                  ("fallbacks", fallbacks), ("uncertainty", unc)])
+
+
+def decode_cbf_status(arr: Any, stats: DecodeStats | None = None) -> CbfStatus | None:
+    def run() -> CbfStatus:
+        head, [(label, counts, _), (_, fallbacks, _), (_, unc, _)] = _unpack(
+            arr, CBF, _STAMP_HEADER, ("counters:", "fallbacks", "uncertainty"))
+        names = label[len("counters:"):].split(",")
+        _expect("counters", counts.size, len(names))
+        _expect("uncertainty", unc.size, fallbacks.size)
+        return CbfStatus(float(head[1]), {n: int(c) for n, c in zip(names, counts)}, fallbacks.astype(np.int64),
+                         unc.copy())
+    return _guard(CBF, stats, run)
 
 
 # ---------------------------------------------------------------- neighbourhood rule

@@ -177,7 +177,7 @@ def test_nan_input_brakes_and_is_counted(caplog):
         out = dec(np.array([np.nan, 0.1]), np.zeros(2), np.array([[0.5, 0.0]]))
         out2 = dec(np.array([0.1, 0.1]), np.zeros(2), np.array([[0.5, np.nan]]))
     assert np.all(out == 0) and np.all(out2 == 0)
-    assert dec.stats.nonfinite == 2 and dec.stats.fallback == 2 and dec.stats.solved == 0
+    assert dec.stats.nonfinite == 2 and dec.stats.fallback == dec.stats.brake == 2 and dec.stats.solved == 0
     assert any(r.name == "lgtc_ros.safety" for r in caplog.records)
 
     cen = make_centralized_filter(3, D, V)
@@ -185,27 +185,34 @@ def test_nan_input_brakes_and_is_counted(caplog):
     u_nom = np.array([[np.nan, 0.0], [0.1, 0.0], [0.0, 0.1]])
     out = cen(u_nom, pos)
     assert np.all(out[0] == 0) and np.allclose(out[1:], u_nom[1:], atol=1e-6)  # the rest still move
-    assert cen.stats.nonfinite == 1 and cen.stats.fallback == 1
+    assert cen.stats.nonfinite == 1 and cen.stats.fallback == 1 and cen.stats.brake == 1
+    assert cen.last_fallback.tolist() == [True, False, False]
     pos[2, 1] = np.inf
     assert np.all(cen(np.zeros((3, 2)), pos) == 0) and cen.stats.nonfinite == 2 and cen.stats.fallback == 2
+    assert cen.stats.brake == 4 and cen.last_fallback.all()
 
 
 def test_squeezed_between_wall_and_drone_is_infeasible():
-    dec = make_decentralized_filter(D, V)
+    dec = make_decentralized_filter(D, V, agent_index=0)
     lim = dec.limit
-    # just outside the wall (must move in) with a drone too close on the inside (must move out)
+    # just outside the wall (must move in) with a drone too close on the inside (must move out):
+    # the evasion holds the distance to the wall (no further out) and gives up nothing toward the drone
     out = dec(np.array([-0.2, 0.0]), np.array([lim + 0.01, 0.0]), np.array([[lim - 0.06, 0.0]]))
-    assert np.all(out == 0) and dec.stats.infeasible == 1 and dec.stats.fallback == 1
-    # coincident drones: no normal exists
-    assert np.all(dec(np.array([0.1, 0.0]), np.zeros(2), np.zeros((1, 2))) == 0)
-    assert dec.stats.infeasible == 2 and dec.stats.fallback == 2
+    assert np.abs(out).max() < 1e-9 and dec.fell_back
+    assert dec.stats.infeasible == 1 and dec.stats.evade == dec.stats.fallback == 1 and dec.stats.brake == 0
+    # coincident drones: no normal exists; full speed along the pseudo-normal of agent 0 (+x)
+    np.testing.assert_allclose(dec(np.array([0.1, 0.0]), np.zeros(2), np.zeros((1, 2))), [V, 0.0], atol=1e-9)
+    assert dec.stats.infeasible == 2 and dec.stats.evade == dec.stats.fallback == 2
     assert cbf_qp_cvxpy(np.array([[-0.2, 0.0], [0.0, 0.0]]), np.array([[lim + 0.01, 0.0], [lim - 0.06, 0.0]]),
                         D, V, decentralized=True) is None
 
     cen = make_centralized_filter(2, D, V)
     pos = np.array([[lim + 0.3, 0.0], [0.0, 0.0]])  # would need 3 units/s to get back in: > v_max
-    assert np.all(cen(np.zeros((2, 2)), pos) == 0)
-    assert cen.stats.infeasible == 1 and cen.stats.fallback == 1
+    out = cen(np.zeros((2, 2)), pos)
+    assert -V <= out[0, 0] < -0.3 and abs(out[0, 1]) < 1e-9  # back in (beyond the arena edge)
+    assert np.abs(out[1]).max() < 1e-9  # not in conflict: its per-drone QP, here u_nom = 0
+    assert cen.last_fallback.tolist() == [True, False]
+    assert cen.stats.infeasible == 1 and cen.stats.fallback == 1 and cen.stats.evade == 1 and cen.stats.brake == 0
     assert cbf_qp_cvxpy(np.zeros((2, 2)), pos, D, V) is None
 
 
@@ -234,7 +241,7 @@ def test_problem_is_set_up_once_and_updated_in_place(monkeypatch):
     rng = np.random.default_rng(4)
     dec = make_decentralized_filter(D, V, max_neighbours=6)
     cen = make_centralized_filter(6, D, V)
-    solvers = (dec.solver, cen.solver)
+    solvers = (dec.solver, cen.solver, dec.evasion_solver, cen.fallback_filter.solver)
     setups = []  # any later OSQP setup (a rebuilt problem) would be recorded here
     monkeypatch.setattr(osqp.OSQP, "setup", lambda *a, **k: setups.append(1))
     for k in range(60):
@@ -242,8 +249,14 @@ def test_problem_is_set_up_once_and_updated_in_place(monkeypatch):
         u_nom = rng.normal(0, V, (12, 2))
         dec(u_nom[0], pos[0], pos[1:1 + k % 12])  # K = 0 .. 11, beyond max_neighbours too
         cen(u_nom[:6], pos[:6], rng.random(6) < 0.8)
-    assert not setups and dec.solver is solvers[0] and cen.solver is solvers[1]
     assert dec.stats.solved == 60 and cen.stats.solved == 60
+    for k in range(20):  # the fallbacks: evasion (coincident, jammed) and the centralized per-drone filters
+        pos = rng.uniform(-0.02, 0.02, (6, 2))
+        pos[1] = pos[0]
+        dec(u_nom[0], pos[0], pos[1:], np.full(5, 0.01 * k))
+        cen(u_nom[:6], pos, None, np.full(6, 0.005 * k))
+    assert dec.stats.evade == 20 and cen.stats.fallback == 20
+    assert not setups and (dec.solver, cen.solver, dec.evasion_solver, cen.fallback_filter.solver) == solvers
 
 
 def test_keeps_the_nearest_neighbours():

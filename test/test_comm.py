@@ -333,3 +333,15 @@ def test_inbox_rejects_wrong_width_and_drops_stale_rows_only():
     assert decode_inbox(with_data(mixed, 5, np.nan), 100.0, 0.5, 5, 4, stats) is None
     with pytest.raises(ValueError, match="differ"):
         encode_inbox(1.0, [neighbour(g=5, f=4), neighbour(g=6, f=4)])
+
+
+def test_cbf_status_round_trip():
+    from lgtc_ros.comm import CbfStatus, decode_cbf_status, encode_cbf_status
+
+    msg = CbfStatus(12.5, {"calls": 40, "fallback": 2}, np.array([0, 2, 0]), np.array([0.01, 0.02, 0.0]))
+    got = decode_cbf_status(encode_cbf_status(msg))
+    assert got.counters == {"calls": 40, "fallback": 2} and got.stamp == 12.5
+    np.testing.assert_array_equal(got.fallbacks, [0, 2, 0])
+    np.testing.assert_array_equal(got.uncertainty, msg.uncertainty)
+    with pytest.raises(ValueError, match="disagree"):
+        encode_cbf_status(CbfStatus(0.0, {"calls": 1}, np.zeros(2), np.zeros(3)))

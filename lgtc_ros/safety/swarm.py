@@ -1,13 +1,21 @@
 """The safety filter for a whole swarm, as the runtime and the ROS `cbf_node` apply it.
 
-`SwarmFilter(scenario, form)` is one callable `(v_nominal [N,2], pos [N,2], active [N], near) ->
-v_safe [N,2]` (normalized arena units): "decentralized" runs one per-drone filter per drone
-against the neighbours it senses (within `sensing_radius`, default the radio range C; landed
+`SwarmFilter(scenario, form)` is one callable `(v_nominal [N,2], pos [N,2], active [N], near,
+uncertainty) -> v_safe [N,2]` (normalized arena units): "decentralized" runs one per-drone filter per
+drone against the neighbours it senses (within `sensing_radius`, default the radio range C; landed
 drones are on the ground and not obstacles), "centralized" one QP for the swarm, "off" passes the
 nominal commands (landed drones always get zero).
+
+`uncertainty` [N] (arena units, ≥ 0) bounds how far each drone may be from the position passed for
+it: v_max × (age of its pose + the latency until the command is applied + the time a command may be
+held beyond 1/γ = 2 ticks). Pair (i, j) is then kept D + u_i + u_j apart by the measured positions, which keeps
+the true ones D apart (see `lgtc_ros.safety.cbf`). `stats` sums the filters' counters;
+`last_fallback` [N] marks the drones that evaded or braked in the last call and `fallback_counts` [N]
+counts them per drone since construction (for a node to publish).
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Literal
 
@@ -30,31 +38,65 @@ class SwarmFilter:
             raise ValueError(f"cbf = {form!r}: must be decentralized, centralized or off")
         self.form, self.n = form, scenario.n_agents
         self.sensing_radius = scenario.comm_radius if sensing_radius is None else float(sensing_radius)
-        radius = scenario.safety_radius * (1.0 + CBF_MARGIN)
+        self.radius = scenario.safety_radius * (1.0 + CBF_MARGIN)
+        self.log_counts: Counter = Counter()  # shared: the log rate limit applies to the swarm
         if form == "decentralized":
-            self.filters = [make_decentralized_filter(radius, scenario.v_max, max_neighbours=max_neighbours,
-                                                      dt=scenario.dt) for _ in range(self.n)]
+            self.filters = [make_decentralized_filter(self.radius, scenario.v_max, max_neighbours=max_neighbours,
+                                                      dt=scenario.dt, agent_index=i, log_counts=self.log_counts)
+                            for i in range(self.n)]
         elif form == "centralized":
-            self.filters = [make_centralized_filter(self.n, radius, scenario.v_max, dt=scenario.dt)]
+            self.filters = [make_centralized_filter(self.n, self.radius, scenario.v_max, dt=scenario.dt,
+                                                    log_counts=self.log_counts)]
         else:
             self.filters = []
+        self.last_fallback = np.zeros(self.n, dtype=bool)
+        self.fallback_counts = np.zeros(self.n, dtype=np.int64)
+
+    def reach(self, clearance: float) -> float:
+        """Farthest measured distance at which a pair with radius D + clearance still has a row
+        (decentralized): γ/4 (D'²/d − d) > −v_max  ⇔  d < 2v/γ + √((2v/γ)² + D'²). Beyond it the
+        speed bound implies the row, so a neighbour farther away cannot change the answer."""
+        f = self.filters[0]
+        a = 2.0 * f.v_max / f.gamma
+        return a + math.sqrt(a * a + (self.radius + clearance) ** 2)
 
     def __call__(self, v_nominal: np.ndarray, pos: np.ndarray, active: np.ndarray,
-                 near: np.ndarray | None = None) -> np.ndarray:
-        """`near` [N,N]: neighbours within `sensing_radius`, if the caller already has them."""
+                 near: np.ndarray | None = None, uncertainty: np.ndarray | None = None) -> np.ndarray:
+        """`near` [N,N]: neighbours within `sensing_radius`, if the caller already has them;
+        `uncertainty` [N] ≥ 0: per-drone position uncertainty (arena units), None = exact."""
         active = np.asarray(active, dtype=bool)
+        self.last_fallback[:] = False
         if self.form == "off":
             return v_nominal * active[:, None]
+        if uncertainty is not None:
+            uncertainty = np.asarray(uncertainty, dtype=np.float64)
+            if uncertainty.shape != (self.n,):
+                raise ValueError(f"uncertainty must be [{self.n}], got {uncertainty.shape}")
         if self.form == "centralized":
-            return self.filters[0](v_nominal, pos, active) * active[:, None]
+            f = self.filters[0]
+            v_safe = f(v_nominal, pos, active, uncertainty) * active[:, None]
+            self.last_fallback[:] = f.last_fallback
+            self.fallback_counts += self.last_fallback
+            return v_safe
+        if uncertainty is not None and active.any():
+            # With C = 1.0 and D = 0.1 the reach (0.1 + √(0.01 + D'²) at v_max 0.5, γ 10) exceeds the
+            # sensing radius only once 2 u ≳ 0.8 units (a pose ~0.8 s old): then the neighbour set
+            # grows to the reach, over the poses the caller has (all of them in the cbf node).
+            reach = self.reach(2.0 * float(uncertainty[active].max()))
+            if reach > self.sensing_radius:  # False for NaN: the filter brakes on it
+                near = neighbours_within(pos, reach, active)
         if near is None:
             near = neighbours_within(pos, self.sensing_radius, active)
         v_safe = np.zeros_like(v_nominal)
         for i in np.flatnonzero(active):
-            v_safe[i] = self.filters[i](v_nominal[i], pos[i], pos[near[i]])
+            f, nb = self.filters[i], near[i]
+            clearance = None if uncertainty is None else uncertainty[i] + uncertainty[nb]
+            v_safe[i] = f(v_nominal[i], pos[i], pos[nb], clearance)
+            self.last_fallback[i] = f.fell_back
+        self.fallback_counts += self.last_fallback
         return v_safe
 
     @property
     def stats(self) -> dict[str, int]:
-        """CBF counters summed over the swarm's filters (solved, infeasible, fallback, ...)."""
+        """CBF counters summed over the swarm's filters (solved, infeasible, fallback, evade, brake, ...)."""
         return dict(sum((Counter(f.stats.as_dict()) for f in self.filters), Counter()))
