@@ -14,7 +14,7 @@ from launch.substitutions import LaunchConfiguration
 def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument("bag", description="rosbag2 folder written by `lgtc sim --record` or sim.launch.py"),
-        DeclareLaunchArgument("rate", default_value="1.0"),
+        DeclareLaunchArgument("rate", default_value="1.0", description="playback speed (1.0: as recorded)"),
         ExecuteProcess(cmd=["ros2", "bag", "play", LaunchConfiguration("bag"), "--clock",
                             "--rate", LaunchConfiguration("rate")], output="screen"),
     ])

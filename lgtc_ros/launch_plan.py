@@ -1,12 +1,16 @@
-"""Which nodes a launch starts, with which parameters: decided here, without ROS, so it is tested.
+"""Which nodes a launch starts, with which names, namespaces and parameters, and which launch
+arguments it takes: decided here, without ROS, so it is tested.
 
-The launch files in `launch/` only turn these `NodeSpec`s into `launch_ros.actions.Node`s:
+The launch files in `launch/` only turn these into `launch` / `launch_ros` actions (`to_actions`,
+`declare_arguments`); `lgtc_ros.graph_processes` starts the same specs as OS processes with the
+command line `launch_ros.actions.Node` builds (`NodeSpec.ros_arguments`), so a test of the graph
+tests what a launch runs.
 
-- `sim_graph`: the embedded simulation (world_node in "sim" mode, radio, CBF, one agent per drone);
+- `sim_graph`: the embedded simulation (world_node in "sim" mode, radio, CBF, one agent process per
+  drone in the drone's namespace, or one swarm_node for every drone);
 - `crazyswarm_graph`: real or Crazyswarm2-simulated drones (world_node in "hardware" mode keeps the
   virtual resources, radio, CBF, agents, and the bridge to Crazyswarm2 or straight to cflib);
-- `record_command`: `ros2 bag record` of every topic `lgtc replay` reads (names from `bags.topics`);
-- `to_actions`: the specs as launch actions (imports `launch_ros`, so only inside a launch).
+- `record_command`: `ros2 bag record` of every topic `lgtc replay` reads (names from `bags.topics`).
 """
 from __future__ import annotations
 
@@ -24,6 +28,64 @@ class NodeSpec:
     executable: str
     name: str
     parameters: dict = field(default_factory=dict)
+    namespace: str = ""
+    """"" for swarm-wide nodes (the launch's namespace), the drone's name for per-drone nodes."""
+
+    @property
+    def full_name(self) -> str:
+        return "/" + "/".join(p for p in (self.namespace, self.name) if p)
+
+    def parameter_file(self) -> dict:
+        """The parameter file content launch_ros writes for `parameters=[dict]` (keyed by the
+        node's full name)."""
+        return {self.full_name: {"ros__parameters": dict(self.parameters)}}
+
+    def ros_arguments(self, parameter_file: str) -> list[str]:
+        """The arguments launch_ros passes the executable: node name, namespace, parameter file."""
+        args = ["--ros-args", "-r", f"__node:={self.name}"]
+        if self.namespace:
+            args += ["-r", f"__ns:=/{self.namespace}"]
+        return args + ["--params-file", parameter_file]
+
+
+@dataclass(frozen=True)
+class LaunchArg:
+    name: str
+    default: str
+    description: str
+    choices: tuple[str, ...] = ()
+
+
+_COMMON_ARGS = (
+    LaunchArg("model", "", "exported policy (.pt beside its .json); empty: the shipped model that fits the scenario"),
+    LaunchArg("cbf", "decentralized", "safety filter: one QP per drone or one for the swarm",
+              ("decentralized", "centralized")),
+    LaunchArg("seed", "0", "the mission's random seed (start state, events, radio losses)"),
+    LaunchArg("any_consumers", "false", "fly a model trained for another consumer count", ("true", "false")),
+    LaunchArg("record", "", "a new folder: rosbag2 (MCAP) of every topic `lgtc replay` reads; empty: no recording"),
+)
+
+SIM_ARGS = (
+    LaunchArg("scenario", "paper_10x4", "bundled scenario name (config/scenarios) or path to a scenario YAML"),
+    *_COMMON_ARGS,
+    LaunchArg("agents", "process", "one agent_node process per drone, or one swarm_node for all drones "
+              "(large swarms: a process costs ~280 MB)", ("process", "swarm")),
+    LaunchArg("latency_ticks", "0", "radio: extra ticks of delay beyond one"),
+    LaunchArg("drop_prob", "0.0", "radio: independent loss probability per message and receiver"),
+)
+
+CRAZYSWARM_ARGS = (
+    LaunchArg("scenario", "discharge_5x3", "bundled scenario name (config/scenarios) or path to a scenario YAML"),
+    *_COMMON_ARGS,
+    LaunchArg("link", "crazyswarm2", "who talks to the radios: Crazyswarm2's server, or this package's cflib link",
+              ("crazyswarm2", "cflib")),
+    LaunchArg("uris", "", "link cflib: comma-separated radio URIs, one per drone in order"),
+    LaunchArg("backend", "sim", "Crazyswarm2 server backend (link crazyswarm2)", ("sim", "cpp", "cflib")),
+    LaunchArg("crazyflies_yaml", "", "Crazyswarm2 robot file; empty: this package's config/crazyflies.yaml"),
+    LaunchArg("mocap", "False", "Crazyswarm2: start its motion-capture node", ("True", "False")),
+    LaunchArg("autostart", "false", "take off as soon as the drones' services are up (else call lgtc/start)",
+              ("true", "false")),
+)
 
 
 def _common(scenario: str, names: list[str]) -> dict:
@@ -37,25 +99,32 @@ def _mission(scenario: str) -> tuple[str, list[str]]:
     return str(path), list(default_names(s.n_agents))
 
 
+def _choose(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} = {value!r}: must be one of {', '.join(choices)}")
+    return value
+
+
 def _swarm(scenario: str, names: list[str], model: str, cbf: str, latency_ticks: int, drop_prob: float,
-           seed: int, any_consumers: bool) -> list[NodeSpec]:
+           seed: int, any_consumers: bool, agents: str) -> list[NodeSpec]:
+    _choose("cbf", cbf, ("decentralized", "centralized"))
+    _choose("agents", agents, ("process", "swarm"))
     common = _common(scenario, names)
+    policy = {"model": model, "any_consumers": bool(any_consumers)}
     specs = [NodeSpec("radio_node", "lgtc_radio", {**common, "latency_ticks": int(latency_ticks),
                                                     "drop_prob": float(drop_prob), "seed": int(seed)}),
              NodeSpec("cbf_node", "lgtc_cbf", {**common, "form": cbf})]
-    for i, name in enumerate(names):
-        specs.append(NodeSpec("agent_node", f"lgtc_agent_{name}", {**common, "name": name, "index": i,
-                                                                    "model": model, "any_consumers": any_consumers}))
-    return specs
+    if agents == "swarm":
+        return specs + [NodeSpec("swarm_node", "lgtc_swarm", {**common, **policy})]
+    return specs + [NodeSpec("agent_node", "lgtc_agent", {**common, **policy}, namespace=name) for name in names]
 
 
 def sim_graph(scenario: str = "paper_10x4", model: str = "", cbf: str = "decentralized", latency_ticks: int = 0,
-              drop_prob: float = 0.0, seed: int = 0, any_consumers: bool = False) -> list[NodeSpec]:
-    if cbf not in ("decentralized", "centralized"):
-        raise ValueError(f"cbf = {cbf!r}: decentralized or centralized (the graph always filters)")
+              drop_prob: float = 0.0, seed: int = 0, any_consumers: bool = False,
+              agents: str = "process") -> list[NodeSpec]:
     path, names = _mission(scenario)
     world = NodeSpec("world_node", "lgtc_world", {**_common(path, names), "mode": "sim", "seed": int(seed)})
-    return [world, *_swarm(path, names, model, cbf, latency_ticks, drop_prob, seed, any_consumers)]
+    return [world, *_swarm(path, names, model, cbf, latency_ticks, drop_prob, seed, any_consumers, agents)]
 
 
 def crazyswarm_graph(scenario: str = "discharge_5x3", model: str = "", cbf: str = "decentralized",
@@ -65,8 +134,7 @@ def crazyswarm_graph(scenario: str = "discharge_5x3", model: str = "", cbf: str 
     """`link`: "crazyswarm2" (its server runs the radios; backend sim|cpp|cflib chosen in its launch)
     or "cflib" (this package's own radio link, no Crazyswarm2). `pose_from_tf`: Crazyswarm2's
     simulator publishes TF but no /{name}/pose, so the bridge republishes TF as poses."""
-    if link not in ("crazyswarm2", "cflib"):
-        raise ValueError(f"link = {link!r}: crazyswarm2 or cflib")
+    _choose("link", link, ("crazyswarm2", "cflib"))
     path, names = _mission(scenario)
     if link == "cflib" and len(uris or []) != len(names):
         raise ValueError(f"link cflib needs one uri per drone ({len(names)}), got {len(uris or [])}")
@@ -74,7 +142,7 @@ def crazyswarm_graph(scenario: str = "discharge_5x3", model: str = "", cbf: str 
     world = NodeSpec("world_node", "lgtc_world", {**common, "mode": "hardware", "seed": int(seed)})
     bridge = NodeSpec("bridge_node", "lgtc_bridge", {**common, "backend": link, "uris": list(uris or [""]),
                                                      "pose_from_tf": pose_from_tf, "autostart": autostart})
-    return [world, *_swarm(path, names, model, cbf, 0, 0.0, seed, any_consumers), bridge]
+    return [world, *_swarm(path, names, model, cbf, 0, 0.0, seed, any_consumers, "process"), bridge]
 
 
 def record_command(bag: str, names: list[str]) -> list[str]:
@@ -82,14 +150,22 @@ def record_command(bag: str, names: list[str]) -> list[str]:
     return ["ros2", "bag", "record", "--storage", "mcap", "--output", bag, *topics(names)]
 
 
+def declare_arguments(args: tuple[LaunchArg, ...]) -> list:
+    """`DeclareLaunchArgument`s with descriptions and choices (shown by `ros2 launch -s`)."""
+    from launch.actions import DeclareLaunchArgument
+
+    return [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description,
+                                  **({"choices": list(a.choices)} if a.choices else {})) for a in args]
+
+
 def to_actions(specs: list[NodeSpec], record: str = "", extra_parameters: dict | None = None) -> list:
     """`launch_ros` Nodes for `specs` (+ the `ros2 bag record` process when `record` names a folder).
-    The one place that imports launch: the launch files call it from their OpaqueFunction."""
+    The one place that imports launch_ros: the launch files call it from their OpaqueFunction."""
     from launch.actions import ExecuteProcess
     from launch_ros.actions import Node
 
-    actions = [Node(package=PACKAGE, executable=s.executable, name=s.name, output="screen",
-                    parameters=[{**s.parameters, **(extra_parameters or {})}]) for s in specs]
+    actions = [Node(package=PACKAGE, executable=s.executable, name=s.name, namespace=s.namespace or None,
+                    output="screen", parameters=[{**s.parameters, **(extra_parameters or {})}]) for s in specs]
     if record:
         actions.append(ExecuteProcess(cmd=record_command(record, specs[0].parameters["names"]), output="screen"))
     return actions

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from lgtc_ros.bags import topics
-from lgtc_ros.launch_plan import crazyswarm_graph, record_command, sim_graph
+from lgtc_ros.launch_plan import CRAZYSWARM_ARGS, SIM_ARGS, crazyswarm_graph, record_command, sim_graph
 
 ROOT = Path(__file__).resolve().parent.parent
-NODES = {"agent_node", "radio_node", "cbf_node", "world_node", "bridge_node"}
+NODES = {"agent_node", "swarm_node", "radio_node", "cbf_node", "world_node", "bridge_node"}
 
 
 def test_sim_graph_one_agent_per_drone_and_shared_mission():
@@ -21,11 +21,12 @@ def test_sim_graph_one_agent_per_drone_and_shared_mission():
     kinds = [s.executable for s in specs]
     assert kinds.count("agent_node") == 10 and kinds.count("world_node") == 1
     assert {"radio_node", "cbf_node"} <= set(kinds) and "bridge_node" not in kinds
-    assert len({s.name for s in specs}) == len(specs)                    # unique node names
+    assert len({s.full_name for s in specs}) == len(specs)               # unique node names
     assert {s.parameters["scenario"] for s in specs} == {str(ROOT / "config/scenarios/paper_10x4.yaml")}
     agents = [s for s in specs if s.executable == "agent_node"]
-    assert [a.parameters["index"] for a in agents] == list(range(10))
-    assert [a.parameters["name"] for a in agents] == [f"cf{i + 1}" for i in range(10)]
+    assert [a.full_name for a in agents] == [f"/cf{i + 1}/lgtc_agent" for i in range(10)]  # drone namespaces
+    swarm = sim_graph("paper_10x4", agents="swarm")
+    assert [s.executable for s in swarm].count("swarm_node") == 1 and "agent_node" not in {s.executable for s in swarm}
     radio = next(s for s in specs if s.executable == "radio_node")
     assert (radio.parameters["latency_ticks"], radio.parameters["drop_prob"]) == (2, 0.1)
     assert next(s for s in specs if s.executable == "world_node").parameters["mode"] == "sim"
@@ -43,9 +44,10 @@ def test_crazyswarm_graph_runs_virtual_resources_and_a_bridge():
 
 
 @pytest.mark.parametrize("call, words", [
-    (lambda: sim_graph(cbf="off"), "decentralized or centralized"),
+    (lambda: sim_graph(cbf="off"), "cbf = 'off': must be one of decentralized, centralized"),
+    (lambda: sim_graph(agents="threads"), "agents = 'threads': must be one of process, swarm"),
     (lambda: sim_graph("no_such_mission"), "no such scenario"),
-    (lambda: crazyswarm_graph(link="wifi"), "crazyswarm2 or cflib"),
+    (lambda: crazyswarm_graph(link="wifi"), "must be one of crazyswarm2, cflib"),
     (lambda: crazyswarm_graph(link="cflib", uris=["radio://0/80/2M/E7E7E7E701"]), "one uri per drone"),
 ])
 def test_bad_launch_arguments_fail_at_launch_with_a_clear_message(call, words):
@@ -63,7 +65,7 @@ def test_record_command_records_what_the_replay_reads():
 
 def test_every_node_is_a_console_script_and_every_launch_file_parses():
     setup = (ROOT / "setup.py").read_text()
-    assert re.search(r'"agent_node", "radio_node", "cbf_node", "world_node", "bridge_node"', setup)
+    assert re.search(r'"agent_node", "swarm_node", "radio_node", "cbf_node", "world_node", "bridge_node"', setup)
     for node in NODES:
         source = (ROOT / "lgtc_ros" / "nodes" / f"{node}.py").read_text()
         tree = ast.parse(source)
@@ -73,13 +75,35 @@ def test_every_node_is_a_console_script_and_every_launch_file_parses():
         assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
 
 
+def test_node_specs_pass_what_launch_ros_passes():
+    """launch_ros's Node: `--ros-args -r __node:=NAME -r __ns:=/NS --params-file FILE`, the file keyed by
+    the node's full name (launch_ros/actions/node.py, _create_params_file_from_dict)."""
+    agent = next(s for s in sim_graph("discharge_5x3") if s.executable == "agent_node")
+    assert agent.ros_arguments("p.yaml") == ["--ros-args", "-r", "__node:=lgtc_agent", "-r", "__ns:=/cf1",
+                                             "--params-file", "p.yaml"]
+    assert list(agent.parameter_file()) == ["/cf1/lgtc_agent"]
+    assert set(agent.parameter_file()["/cf1/lgtc_agent"]["ros__parameters"]) >= {"scenario", "names", "model"}
+    world = sim_graph("discharge_5x3")[0]
+    assert world.ros_arguments("w.yaml") == ["--ros-args", "-r", "__node:=lgtc_world", "--params-file", "w.yaml"]
+
+
+@pytest.mark.parametrize("args", [SIM_ARGS, CRAZYSWARM_ARGS])
+def test_every_launch_argument_is_described_and_defaults_to_one_of_its_choices(args):
+    assert len({a.name for a in args}) == len(args)
+    for a in args:
+        assert len(a.description) > 15, a.name
+        assert not a.choices or a.default in a.choices, a.name
+    for launch in ("sim", "crazyswarm"):  # the launch files take their arguments from the plan
+        assert "declare_arguments(" in (ROOT / "launch" / f"{launch}.launch.py").read_text()
+
+
 def test_package_xml_declares_what_the_nodes_import():
     deps = {e.text for e in ET.parse(ROOT / "package.xml").getroot() if e.tag == "exec_depend"}
     imported = set()
-    for node in [*NODES, "common"]:
-        for n in ast.walk(ast.parse((ROOT / "lgtc_ros" / "nodes" / f"{node}.py").read_text())):
+    for path in (ROOT / "lgtc_ros" / "nodes").glob("*.py"):
+        for n in ast.walk(ast.parse(path.read_text())):
             if isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
                 imported.add(n.module.split(".")[0])
-    ros = imported & {"rclpy", "geometry_msgs", "std_msgs", "std_srvs", "tf2_ros"}
+    ros = imported & {"rclpy", "geometry_msgs", "std_msgs", "std_srvs", "tf2_ros", "rcl_interfaces"}
     assert ros <= deps, ros - deps
     assert "crazyflie_interfaces" in imported and "crazyflie_interfaces" not in deps  # optional, lazy

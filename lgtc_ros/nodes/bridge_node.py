@@ -18,7 +18,6 @@ import math
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.duration import Duration
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile
 from rclpy.time import Time
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
@@ -27,7 +26,8 @@ from lgtc_ros import comm
 from lgtc_ros.frames import ArenaFrame
 from lgtc_ros.bridge import FullStateSetpoint
 from lgtc_ros.flight import DroneFlight, Phase
-from lgtc_ros.nodes.common import QOS_DEPTH, mission, now_s, run, stamp_s
+from lgtc_ros.frames import FRAME_ID
+from lgtc_ros.nodes.common import LATCHED, LATEST, SENSOR, guarded, mission, now_s, run, stamp_s
 
 
 class Crazyswarm2Backend:
@@ -65,7 +65,7 @@ class Crazyswarm2Backend:
     def send(self, name: str, sp: FullStateSetpoint) -> None:
         msg = self.FullState()
         msg.header.stamp = self.node.get_clock().now().to_msg()
-        msg.header.frame_id = "/world"
+        msg.header.frame_id = FRAME_ID
         msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in sp.position_m)
         msg.pose.orientation.z, msg.pose.orientation.w = math.sin(sp.yaw_rad / 2), math.cos(sp.yaw_rad / 2)
         msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(v) for v in sp.velocity_m_s)
@@ -122,20 +122,19 @@ class BridgeNode(Node):
         self.stats = comm.DecodeStats()
         for i, name in enumerate(names):
             f = self.flights[name]
-            self.create_subscription(PoseStamped, f"/{name}/pose",
+            self.create_subscription(PoseStamped, f"{name}/pose",
                                      lambda m, f=f: f.on_pose([m.pose.position.x, m.pose.position.y,
-                                                               m.pose.position.z]), QOS_DEPTH)
-            self.create_subscription(TwistStamped, f"/{name}/cmd_vel_safe",
+                                                               m.pose.position.z]), SENSOR)
+            self.create_subscription(TwistStamped, f"{name}/cmd_vel_safe",
                                      lambda m, f=f: f.on_command(stamp_s(m.header), [m.twist.linear.x,
-                                                                                     m.twist.linear.y]), QOS_DEPTH)
-            self.create_subscription(Float64MultiArray, f"/{name}/lgtc/supply",
-                                     lambda m, f=f: self._on_supply(f, m), QOS_DEPTH)
-        self.create_service(Trigger, "/lgtc/start", self._start)
-        self.create_service(Trigger, "/lgtc/land", self._land)
+                                                                                     m.twist.linear.y]), LATEST)
+            self.create_subscription(Float64MultiArray, f"{name}/lgtc/supply",
+                                     lambda m, f=f: self._on_supply(f, m), LATEST)
+        self.create_service(Trigger, "lgtc/start", self._start)
+        self.create_service(Trigger, "lgtc/land", self._land)
         self._autostart = p["autostart"]
         # the world's mission clock starts when the whole swarm is airborne (latched for late joiners)
-        self.pub_airborne = self.create_publisher(Bool, "/lgtc/airborne",
-                                                  QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.pub_airborne = self.create_publisher(Bool, "lgtc/airborne", LATCHED)
         self._announced = False
         self.tf = None
         if p["pose_from_tf"]:  # Crazyswarm2's simulator: TF world -> {name}, no /{name}/pose
@@ -143,15 +142,15 @@ class BridgeNode(Node):
 
             self.tf = Buffer()
             self.tf_listener = TransformListener(self.tf, self)
-            self.pose_pubs = {n: self.create_publisher(PoseStamped, f"/{n}/pose", QOS_DEPTH) for n in names}
-        self.create_timer(scenario.dt, self._tick)
+            self.pose_pubs = {n: self.create_publisher(PoseStamped, f"{n}/pose", LATEST) for n in names}
+        self.create_timer(scenario.dt, guarded(self, self._tick))
 
     def _poses_from_tf(self) -> None:
         from tf2_ros import TransformException
 
         for name, pub in self.pose_pubs.items():
             try:
-                t = self.tf.lookup_transform("world", name, Time())
+                t = self.tf.lookup_transform(FRAME_ID, name, Time())
             except TransformException:
                 continue  # not yet broadcast: the drone waits for its pose
             msg = PoseStamped()
@@ -209,7 +208,7 @@ class BridgeNode(Node):
 
 
 def main(args=None) -> None:
-    run(BridgeNode, args)
+    run(BridgeNode, "lgtc_bridge", args)
 
 
 if __name__ == "__main__":

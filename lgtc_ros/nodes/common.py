@@ -1,31 +1,109 @@
-"""What every node shares: parameters naming the mission, clock, message conversions, main()."""
+"""What every node shares: QoS profiles, declared parameters, topic names, message conversions,
+the start-up error, and `run` (spin, clean stop).
+
+Topic names (see the package README's topic table): per-drone topics are relative names. A node
+that serves one drone runs in that drone's namespace (`/cf1/lgtc_agent` publishes `pose` ->
+`/cf1/pose`); a node that serves the swarm runs in the swarm's namespace (`/` by default) and
+prefixes the drone (`cf1/pose`). Swarm-wide topics (`lgtc/demands`, `lgtc/meta`, ...) live in the
+swarm's namespace: `swarm_topic` resolves them from a per-drone node. Pushing a whole launch into
+a namespace (`/lab_a`) therefore moves every topic with it, and two swarms never cross.
+"""
 from __future__ import annotations
 
+import signal
+import sys
 from collections.abc import Callable
 
 import numpy as np
 import rclpy
-from geometry_msgs.msg import PoseStamped, TwistStamped
-from rclpy.executors import ExternalShutdownException
+from geometry_msgs.msg import TwistStamped
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension, MultiArrayLayout
 
-from lgtc_ros import comm
-from lgtc_ros.frames import ArenaFrame
 from lgtc_ros.comm import FloatArray, default_names
+from lgtc_ros.frames import FRAME_ID
 from lgtc_ros.scenario import Scenario, load_scenario, resolve_scenario
 
-QOS_DEPTH = 10
+# ---------------------------------------------------------------- QoS, chosen per topic
+
+LATEST = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.VOLATILE)
+"""Per-tick data (commands, neighbour messages and inboxes, demands, supplies): only the newest
+matters, so a late subscriber never drains a backlog of old ticks. Reliable, so `ros2 bag record`,
+RViz and every subscriber match whatever they ask for."""
+
+SENSOR = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
+                    durability=DurabilityPolicy.VOLATILE)
+"""Subscribing to poses: best effort matches every publisher (Crazyswarm2, motion capture, our
+world), and the newest pose wins."""
+
+LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""The mission description and the swarm's airborne flag: a node that starts late still gets them."""
+
+RECORD = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.VOLATILE)
+"""For the record (agent states, reward terms, CBF counters): nobody controls with them, keep a few."""
+
+
+# ---------------------------------------------------------------- start-up errors and parameters
+
+class StartupError(Exception):
+    """A node cannot start; the message names the parameter and its value (one log line)."""
+
+    def __init__(self, parameter: str, value, reason: str) -> None:
+        super().__init__(f"parameter '{parameter}' = {value!r}: {reason}")
+
+
+def declare(node: Node, name: str, default, description: str, *, read_only: bool = True,
+            lo: float | None = None, hi: float | None = None, choices: tuple[str, ...] = ()):
+    """Declare a parameter with its descriptor and return its value. `read_only`: a change needs a
+    restart (the default: most of ours shape the node at start). `lo`/`hi`: an inclusive range
+    (ROS rejects an override outside it at start); `choices`: the allowed strings."""
+    d = ParameterDescriptor(description=description, read_only=read_only)
+    if choices:
+        d.additional_constraints = "one of: " + ", ".join(choices)
+    if lo is not None or hi is not None:
+        lo = -sys.float_info.max if lo is None else lo
+        hi = sys.float_info.max if hi is None else hi
+        if isinstance(default, bool) or not isinstance(default, (int, float)):
+            raise TypeError(f"range on non-numeric parameter {name}")
+        if isinstance(default, int):
+            d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(min(hi, 2**62)), step=0)]
+        else:
+            d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+    value = node.declare_parameter(name, default, d).value
+    if choices and value not in choices:
+        raise StartupError(name, value, f"must be one of {', '.join(choices)}")
+    return value
 
 
 def mission(node: Node) -> tuple[Scenario, list[str]]:
     """Declare and read `scenario` (bundled name or YAML path) and `names` (default cf1..cfN)."""
-    scenario = load_scenario(resolve_scenario(node.declare_parameter("scenario", "paper_10x4").value))
-    names = list(node.declare_parameter("names", list(default_names(scenario.n_agents))).value)
-    if len(names) != scenario.n_agents:
-        raise ValueError(f"{len(names)} names for the {scenario.n_agents} drones of '{scenario.name}'")
+    value = declare(node, "scenario", "paper_10x4", "bundled scenario name or path to a scenario YAML")
+    try:
+        scenario = load_scenario(resolve_scenario(value))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StartupError("scenario", value, str(exc).splitlines()[0]) from None
+    names = list(declare(node, "names", list(default_names(scenario.n_agents)),
+                         "drone names, in agent order (each drone's namespace)"))
+    if len(names) != scenario.n_agents or len(set(names)) != len(names) or not all(names):
+        raise StartupError("names", names, f"need {scenario.n_agents} distinct names for '{scenario.name}'")
     return scenario, names
 
+
+def swarm_topic(node: Node, name: str) -> str:
+    """`name` in the swarm's namespace from a node in a drone's namespace (`/cf1` -> `/lgtc/demands`,
+    `/lab_a/cf1` -> `/lab_a/lgtc/demands`)."""
+    parent = node.get_namespace().rstrip("/").rpartition("/")[0]
+    return f"{parent}/{name}"
+
+
+# ---------------------------------------------------------------- clock and messages
 
 def now_s(node: Node) -> float:
     """The node's clock in seconds (simulated time when use_sim_time is set)."""
@@ -40,7 +118,7 @@ def twist(node: Node, v_m_s: np.ndarray) -> TwistStamped:
     """A world-frame planar velocity (m/s) stamped now."""
     msg = TwistStamped()
     msg.header.stamp = node.get_clock().now().to_msg()
-    msg.header.frame_id = "world"
+    msg.header.frame_id = FRAME_ID
     msg.twist.linear.x, msg.twist.linear.y = float(v_m_s[0]), float(v_m_s[1])
     return msg
 
@@ -49,44 +127,55 @@ def stamp_s(header) -> float:
     return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
-def run(make_node: Callable[[], Node], args=None) -> None:
-    """rclpy.init, spin until Ctrl-C or shutdown, clean up (the ROS 2 demos' main())."""
+# ---------------------------------------------------------------- running a node
+
+def guarded(node: Node, callback: Callable[..., None]) -> Callable[..., None]:
+    """`callback` for a timer or subscription that never acts on a dead context: Ctrl-C shuts the
+    context down from a signal handler, possibly while the callback runs; its publish would then
+    raise. Errors while the context is alive still raise."""
+    context = node.context
+
+    def run_guarded(*args) -> None:
+        if not context.ok():
+            return
+        try:
+            callback(*args)
+        except Exception:
+            if context.ok():
+                raise
+
+    return run_guarded
+
+
+def _quiet_signals() -> None:
+    """SIGINT and SIGTERM only ask the node to stop: rclpy's handlers shut the context down and
+    then call the previous Python handler, which by default raises KeyboardInterrupt wherever
+    the main thread is (inside `destroy_node`, say) and prints a traceback."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+
+
+def run(make_node: Callable[[], Node], name: str, args=None) -> None:
+    """rclpy.init, build the node, spin until Ctrl-C / SIGTERM / shutdown, clean up; exit 0.
+    A node that cannot start logs one line naming the parameter and exits 2."""
+    _quiet_signals()
     rclpy.init(args=args)
-    node = None
+    node, code = None, 0
     try:
         node = make_node()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (StartupError, ParameterException) as exc:
+        rclpy.logging.get_logger(name).fatal(f"cannot start: {exc}")
+        code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():  # a real error; otherwise the executor met the context Ctrl-C had just shut down
+            raise
     finally:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-
-
-class SwarmView:
-    """Every drone's last position (arena units, NaN until its first pose) and whether it still
-    flies (from the world's supply status), kept up to date by subscriptions on `node`."""
-
-    def __init__(self, node: Node, scenario: Scenario, names: list[str]):
-        self.node, self.frame, self.r = node, ArenaFrame.from_scenario(scenario), scenario.n_resources
-        self.pos = np.full((len(names), 2), np.nan)
-        self.active = np.ones(len(names), dtype=bool)
-        self.stats = comm.DecodeStats()
-        for i, name in enumerate(names):
-            node.create_subscription(PoseStamped, f"/{name}/pose", lambda m, i=i: self._on_pose(i, m), QOS_DEPTH)
-            node.create_subscription(Float64MultiArray, f"/{name}/lgtc/supply",
-                                     lambda m, i=i: self._on_supply(i, m), QOS_DEPTH)
-
-    def _on_pose(self, i: int, msg: PoseStamped) -> None:
-        self.pos[i] = self.frame.to_arena(np.array([msg.pose.position.x, msg.pose.position.y]))
-
-    def _on_supply(self, i: int, msg: Float64MultiArray) -> None:
-        got = comm.decode_supply(msg, now_s(self.node), 0.5, self.r, self.stats)
-        if got is not None:
-            self.active[i] = got.active
-
-    def located(self) -> tuple[np.ndarray, np.ndarray]:
-        """(positions [N,2] with unknown ones at 0, known & flying [N] bool)."""
-        known = np.isfinite(self.pos).all(1)
-        return np.where(known[:, None], self.pos, 0.0), known & self.active
+    sys.exit(code)

@@ -1,20 +1,31 @@
 """The mission world: `runtime.plant.MissionPlant` at the mission rate.
 
-mode "sim": integrates `/{name}/cmd_vel_safe` and publishes `/{name}/pose` (the embedded
-simulator of sim.launch.py). mode "hardware": reads the real `/{name}/pose` (Crazyswarm2) and runs
-only the virtual resources. Both publish `/lgtc/demands`, `/{name}/lgtc/supply` and
-`/lgtc/reward_terms`. Parameters: scenario, names, mode, seed, max_command_age_s.
+mode "sim": integrates `{name}/cmd_vel_safe` and publishes `{name}/pose` (the embedded simulator
+of sim.launch.py). mode "hardware": reads the real `{name}/pose` (Crazyswarm2) and runs only the
+virtual resources. Both publish `lgtc/demands`, `{name}/lgtc/supply`, `lgtc/reward_terms` and,
+when the mission starts, `lgtc/meta` (latched; the agents reset their state on it, a recording
+keeps it). Everything one tick publishes carries the tick's time as its stamp: `lgtc replay`
+groups a recording into ticks by these stamps.
+
+When the mission starts (its event clock and, in sim, the drones' motion):
+- sim: once every agent has published its first nominal command (it has loaded its model and
+  has its inputs), or after `start_timeout_s`; until then the world publishes the start state;
+- hardware: once the bridge reports the swarm airborne (`lgtc/airborne`).
+
+Parameters: scenario, names, mode, seed, max_command_age_s, start_timeout_s.
 """
 from __future__ import annotations
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile
+from rclpy.time import Time
 from std_msgs.msg import Bool, Float64MultiArray, String
 
 from lgtc_ros.bags import meta_json, mission_meta
-from lgtc_ros.nodes.common import QOS_DEPTH, mission, now_s, run, stamp_s, to_msg
+from lgtc_ros.frames import FRAME_ID
+from lgtc_ros.nodes.common import (LATCHED, LATEST, RECORD, SENSOR, declare, guarded, mission, now_s, run,
+                                   stamp_s, to_msg)
 from lgtc_ros.runtime.plant import MissionPlant
 
 
@@ -22,65 +33,95 @@ class WorldNode(Node):
     def __init__(self, **kwargs) -> None:  # kwargs: rclpy Node options (parameter_overrides, ...)
         super().__init__("lgtc_world", **kwargs)
         scenario, names = mission(self)
-        self.mode = self.declare_parameter("mode", "sim").value
-        seed = self.declare_parameter("seed", 0).value
-        self.max_age = self.declare_parameter("max_command_age_s", 0.15).value
-        self.plant = MissionPlant(scenario, seed=seed, mode=self.mode)
+        self.scenario_file = self.get_parameter("scenario").value
+        self.mode = declare(self, "mode", "sim", "sim: simulate the drones too; hardware: real drones' poses, "
+                            "virtual resources", choices=("sim", "hardware"))
+        self.seed = declare(self, "seed", 0, "the mission's random seed (start state, events)", lo=0)
+        # a held command may fly at most 1/gamma = 2 ticks: the CBF's discrete-time guarantee
+        # (safety/cbf.py) covers that long; an older one stops the drone
+        self.max_age = declare(self, "max_command_age_s", 2 * scenario.dt,
+                               "a safe command older than this stops the drone (sim), s", lo=0.0, hi=10.0)
+        self.start_timeout = declare(self, "start_timeout_s", 60.0, "sim: start the mission after this long even "
+                                     "if some agents have not commanded yet, s", lo=0.0)
+        self.plant = MissionPlant(scenario, seed=self.seed, mode=self.mode)
+        self.names, self.scenario = names, scenario
         n = len(names)
         self.v = np.zeros((n, 2))
         self.v_stamp = np.full(n, -np.inf)
         self.measured = np.full((n, 3), np.nan)
-        self.pub_demands = self.create_publisher(Float64MultiArray, "/lgtc/demands", QOS_DEPTH)
-        self.pub_terms = self.create_publisher(Float64MultiArray, "/lgtc/reward_terms", QOS_DEPTH)
+        self.ready = np.zeros(n, dtype=bool)
+        self.pub_demands = self.create_publisher(Float64MultiArray, "lgtc/demands", LATEST)
+        self.pub_terms = self.create_publisher(Float64MultiArray, "lgtc/reward_terms", RECORD)
+        self.pub_meta = self.create_publisher(String, "lgtc/meta", LATCHED)
         self.pub_supply, self.pub_pose = [], []
         for i, name in enumerate(names):
-            self.pub_supply.append(self.create_publisher(Float64MultiArray, f"/{name}/lgtc/supply", QOS_DEPTH))
+            self.pub_supply.append(self.create_publisher(Float64MultiArray, f"{name}/lgtc/supply", LATEST))
             if self.mode == "sim":
-                self.pub_pose.append(self.create_publisher(PoseStamped, f"/{name}/pose", QOS_DEPTH))
-                self.create_subscription(TwistStamped, f"/{name}/cmd_vel_safe",
-                                         lambda m, i=i: self._on_cmd(i, m), QOS_DEPTH)
+                self.pub_pose.append(self.create_publisher(PoseStamped, f"{name}/pose", LATEST))
+                self.create_subscription(TwistStamped, f"{name}/cmd_vel_safe",
+                                         guarded(self, lambda m, i=i: self._on_cmd(i, m)), LATEST)
+                self.create_subscription(TwistStamped, f"{name}/cmd_vel_nominal",
+                                         guarded(self, lambda m, i=i: self._on_nominal(i)), LATEST)
             else:
-                self.create_subscription(PoseStamped, f"/{name}/pose", lambda m, i=i: self._on_pose(i, m), QOS_DEPTH)
-        # a latched description of the mission, stamped with its start: `lgtc replay` needs it in a
-        # recording of this graph
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub_meta = self.create_publisher(String, "/lgtc/meta", latched)
-        self._meta = (names, scenario, seed)
-        self._publish(self.plant.observe(now_s(self)))
-        # hardware: the mission (and its event clock) starts once the bridge reports the swarm airborne
+                self.create_subscription(PoseStamped, f"{name}/pose",
+                                         guarded(self, lambda m, i=i: self._on_pose(i, m)), SENSOR)
         self.running = False
-        if self.mode == "sim":
-            self._begin()
-        else:
-            self.create_subscription(Bool, "/lgtc/airborne", self._on_airborne, latched)
-        self.timer = self.create_timer(scenario.dt, self._step)
+        self.created = now_s(self)
+        if self.mode == "hardware":
+            self.create_subscription(Bool, "lgtc/airborne", guarded(self, self._on_airborne), LATCHED)
+        self.timer = self.create_timer(scenario.dt, guarded(self, self._step))
 
-    def _begin(self) -> None:
-        names, scenario, seed = self._meta
-        meta = mission_meta(names, scenario.arena_size_m, scenario.altitude_m, self.get_clock().now().nanoseconds,
-                            {"scenario": scenario.name, "seed": seed, "dt": scenario.dt, "mode": self.mode,
-                             "events": [{"time_s": e.time_s, "kind": e.kind, "agent": e.agent, "select": e.select}
-                                        for e in scenario.events]})
+    # ------------------------------------------------------------------ start
+
+    def _begin(self, now_ns: int) -> None:
+        s = self.scenario
+        meta = mission_meta(self.names, s.arena_size_m, s.altitude_m, now_ns, {
+            "scenario": s.name, "scenario_file": self.scenario_file, "seed": self.seed, "dt": s.dt, "mode": self.mode,
+            "comm_radius": s.comm_radius, "consumer_radius": s.consumer_radius, "safety_radius": s.safety_radius,
+            "events": [{"time_s": e.time_s, "kind": e.kind, "agent": e.agent, "select": e.select} for e in s.events]})
         self.pub_meta.publish(String(data=meta_json(meta)))
         self.running = True
 
+    def _on_nominal(self, i: int) -> None:
+        self.ready[i] = True
+
     def _on_airborne(self, msg: Bool) -> None:
         if msg.data and not self.running:
-            self._begin()
+            self._begin(self.get_clock().now().nanoseconds)
             self.get_logger().info("swarm airborne: mission clock started")
 
+    def _maybe_start(self, now: float, now_ns: int) -> None:
+        if self.ready.all():
+            self.get_logger().info(f"every agent commands after {now - self.created:.1f} s: mission clock started")
+        elif now - self.created >= self.start_timeout:
+            waiting = [n for n, ok in zip(self.names, self.ready) if not ok]
+            self.get_logger().warning(f"start_timeout_s = {self.start_timeout} s is over: mission clock started "
+                                      f"without a command from {', '.join(waiting)}")
+        else:
+            return
+        self._begin(now_ns)
+
+    # ------------------------------------------------------------------ inputs
+
     def _on_cmd(self, i: int, msg: TwistStamped) -> None:
-        self.v[i] = msg.twist.linear.x, msg.twist.linear.y
-        self.v_stamp[i] = stamp_s(msg.header)
+        t = stamp_s(msg.header)
+        if t >= self.v_stamp[i]:  # out of order: an older command never replaces a newer one
+            self.v[i] = msg.twist.linear.x, msg.twist.linear.y
+            self.v_stamp[i] = t
 
     def _on_pose(self, i: int, msg: PoseStamped) -> None:
         p = msg.pose.position
         self.measured[i] = p.x, p.y, p.z
 
+    # ------------------------------------------------------------------ the tick
+
     def _step(self) -> None:
-        now = now_s(self)
+        now_ns = self.get_clock().now().nanoseconds
+        now = now_ns * 1e-9
+        if not self.running and self.mode == "sim":
+            self._maybe_start(now, now_ns)
         if not self.running:
-            self._publish(self.plant.observe(now))  # drones get demands and supplies while waiting
+            self._publish(self.plant.observe(now), now_ns)  # the drones get their inputs while waiting
             return
         if self.mode == "sim":
             stale = now - self.v_stamp > self.max_age
@@ -88,28 +129,28 @@ class WorldNode(Node):
         else:
             out = self.plant.step(now, measured_pos_m=self.measured)
             self.measured[:] = np.nan  # a pose is used once: no fresh pose -> the last one is kept
-        self._publish(out)
+        self._publish(out, now_ns)
         if out.done:
             self.get_logger().info("mission time is over: the world stops")
             self.timer.cancel()
 
-    def _publish(self, out) -> None:
+    def _publish(self, out, now_ns: int) -> None:
         self.pub_demands.publish(to_msg(out.demands))
         for pub, payload in zip(self.pub_supply, out.supplies):
             pub.publish(to_msg(payload))
         if out.reward_terms is not None:
             self.pub_terms.publish(to_msg(out.reward_terms))
-        stamp = self.get_clock().now().to_msg()
+        stamp = Time(nanoseconds=now_ns).to_msg()
         for pub, p in zip(self.pub_pose, out.poses_m):
             msg = PoseStamped()
-            msg.header.stamp, msg.header.frame_id = stamp, "world"
+            msg.header.stamp, msg.header.frame_id = stamp, FRAME_ID
             msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in p)
             msg.pose.orientation.w = 1.0
             pub.publish(msg)
 
 
 def main(args=None) -> None:
-    run(WorldNode, args)
+    run(WorldNode, "lgtc_world", args)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import torch
 from lgtc_ros import comm
 from lgtc_ros.evaluate import EpisodeMeter, EpisodeStats, Trace
 from lgtc_ros.frames import ArenaFrame
+from lgtc_ros.runtime.asynchrony import Asynchrony, GraphTiming
 from lgtc_ros.runtime.drone import DroneAgent
 from lgtc_ros.runtime.onboard import OnboardController, Skip
 from lgtc_ros.runtime.plant import demand_broadcast
@@ -40,11 +41,16 @@ class RuntimeConfig:
     """Neighbour messages older than this are rejected as stale, s."""
     sensing_radius: float | None = None
     """Neighbours the per-drone CBF avoids (from their poses); default: the scenario's C."""
+    asynchrony: Asynchrony | None = None
+    """The ROS graph's timing between world, CBF and plant (late, reordered, lost, held
+    commands; `runtime.asynchrony`); None: lockstep."""
 
     def validate(self) -> None:
         if self.cbf not in ("decentralized", "centralized", "off"):
             raise ValueError(f"cbf = {self.cbf!r}: must be decentralized, centralized or off")
         self.radio.validate()
+        if self.asynchrony is not None:
+            self.asynchrony.validate()
 
 
 @dataclass
@@ -104,6 +110,7 @@ class SwarmRuntime:
             drone.reset()
         if hasattr(self.centralized, "reset"):
             self.centralized.reset()
+        timing_model = None if self.config.asynchrony is None else GraphTiming(self.config.asynchrony, s.n_agents)
         meter, trace = EpisodeMeter(w), Trace(consumer_pos=w.consumer_pos[0].numpy().copy())
         timing = {k: np.zeros(s.episode_steps) for k in ("tick", "policy", "cbf", "world")}
         choices = np.full((s.episode_steps, s.n_agents), -1)
@@ -121,7 +128,12 @@ class SwarmRuntime:
                 radio.send(k, msg.agent_id, payload)
             choices[k] = [st[2] if st is not None else -1 for st in states]
             t_cbf = time.perf_counter()
-            v_safe = self._filter(v_nom, pos, active, near)
+            if timing_model is None:
+                v_safe = self._filter(v_nom, pos, active, near)
+            else:
+                seen = timing_model.cbf_inputs(k, pos, v_nom, active, s.v_max, s.dt)
+                filtered = None if seen is None else self.cbf(seen[1], seen[0], seen[2], uncertainty=seen[3])
+                v_safe = timing_model.applied(k, filtered, active if seen is None else seen[2]) * active[:, None]
             cbf_s = time.perf_counter() - t_cbf
             self._trace(trace, pos, v_safe, supply, active)
             t_world = time.perf_counter()

@@ -100,3 +100,17 @@ class SwarmFilter:
     def stats(self) -> dict[str, int]:
         """CBF counters summed over the swarm's filters (solved, infeasible, fallback, evade, brake, ...)."""
         return dict(sum((Counter(f.stats.as_dict()) for f in self.filters), Counter()))
+
+
+
+def pose_uncertainty(now: float, stamps: np.ndarray, known: np.ndarray, v_max: float, latency_s: float) -> np.ndarray:
+    """[N] how far each drone may be from its newest known pose (true at `stamps` [N], s) when a
+    safe command computed now takes effect: v_max x (pose age + `latency_s`), arena units; 0 where
+    not `known`. The clearance `SwarmFilter` adds, computed here for the CBF node and the runtime's
+    model of its timing alike.
+
+    (Holding the recent worst age instead, so the clearance never jumps, was measured in the
+    runtime's asynchrony model on paper_10x4: 7x fewer evasions but return 4.08 instead of 5.02,
+    the larger radius keeping drones off shared consumers; the instantaneous age is kept.)"""
+    age = np.where(known, np.maximum(now - np.asarray(stamps, dtype=np.float64), 0.0), 0.0)
+    return np.where(known, v_max * (age + latency_s), 0.0)

@@ -1,0 +1,114 @@
+"""Run a launch plan's nodes as OS processes, the way `ros2 launch` runs them: each node its own
+process, started from its console script with the arguments launch_ros's `Node` passes
+(`--ros-args -r __node:=NAME -r __ns:=/NS --params-file FILE`), all in one process group (a
+terminal's Ctrl-C reaches every one of them). A test and benchmark helper, not a replacement for
+`launch`: no events, no respawn, no substitutions.
+
+    graph = start(sim_graph("paper_10x4"), Path("runs/graph"), domain_id=42)
+    ...                                 # talk to it from a probe node on ROS_DOMAIN_ID 42
+    codes = graph.stop()                # SIGINT to the group; {node: exit code}
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lgtc_ros.launch_plan import NodeSpec
+
+
+def executable(name: str) -> str:
+    """The console script `name`: beside this interpreter (a virtualenv's bin/), else on PATH."""
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.is_file() else shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"console script {name!r} not found beside {sys.executable} nor on PATH: "
+                                "install the package (pip install -e . or colcon build)")
+    return found
+
+
+def ros_environment(domain_id: int, base: dict | None = None) -> dict[str, str]:
+    """The environment of every node of one graph: its own ROS_DOMAIN_ID (graphs never hear each
+    other), discovery on this host only, one torch thread per process, unbuffered logs."""
+    if not 0 <= domain_id <= 101:
+        raise ValueError(f"domain_id {domain_id}: ROS 2 domain ids 0..101 are safe on every OS")
+    env = dict(os.environ if base is None else base)
+    env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", OMP_NUM_THREADS="1",
+               PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
+    return env
+
+
+@dataclass
+class RunningGraph:
+    specs: list[NodeSpec]
+    procs: list[subprocess.Popen]
+    logdir: Path
+    exit_codes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def pgid(self) -> int:
+        return self.procs[0].pid
+
+    def log(self, spec: NodeSpec) -> str:
+        """What the node wrote to stdout and stderr so far."""
+        return _log_path(self.logdir, spec).read_text(errors="replace")
+
+    def exited(self) -> dict[str, int]:
+        """Nodes that have exited, with their exit codes."""
+        return {s.full_name: p.returncode for s, p in zip(self.specs, self.procs) if p.poll() is not None}
+
+    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 5.0) -> dict[str, int | None]:
+        """Send `sig` to the process group and wait up to `timeout_s` for every node: {node: exit
+        code, None if it had to be killed}."""
+        try:
+            os.killpg(self.pgid, sig)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout_s
+        codes: dict[str, int | None] = {}
+        for s, p in zip(self.specs, self.procs):
+            try:
+                codes[s.full_name] = p.wait(max(deadline - time.monotonic(), 0.01))
+            except subprocess.TimeoutExpired:
+                codes[s.full_name] = None
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        return codes
+
+
+def _log_path(logdir: Path, spec: NodeSpec) -> Path:
+    return logdir / (spec.full_name.strip("/").replace("/", "__") + ".log")
+
+
+def start(specs: list[NodeSpec], workdir: Path, domain_id: int, env: dict | None = None,
+          extra_parameters: dict | None = None) -> RunningGraph:
+    """Write every node's parameter file into `workdir` and start the nodes (logs beside them)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    environment = ros_environment(domain_id, env)
+    procs: list[subprocess.Popen] = []
+    try:
+        for spec in specs:
+            params = spec.parameter_file()
+            params[spec.full_name]["ros__parameters"].update(extra_parameters or {})
+            path = _log_path(workdir, spec).with_suffix(".params.yaml")
+            path.write_text(yaml.safe_dump(params))
+            log = _log_path(workdir, spec).open("w")
+            procs.append(subprocess.Popen(
+                [executable(spec.executable), *spec.ros_arguments(str(path))], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=environment, cwd=workdir,
+                process_group=procs[0].pid if procs else 0))  # one group, led by the first node
+            log.close()
+    except BaseException:
+        for p in procs:
+            p.kill()
+        raise
+    return RunningGraph(list(specs), procs, workdir)

@@ -1,0 +1,115 @@
+"""A probe that watches a running mission graph from outside (tests and `lgtc bench --only graph`):
+when the mission starts, every drone's safe-command and pose rate, the closest pair of
+simultaneous poses (one world tick: one header stamp) among flying drones, the open demand over
+time and the CBF's fallbacks. It only listens.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float64MultiArray, String
+
+from lgtc_ros import comm
+from lgtc_ros.nodes.common import LATCHED, stamp_s
+
+# Deep, reliable queues: the probe must count every message even when its own executor lags.
+_EVERY = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200, reliability=ReliabilityPolicy.RELIABLE)
+_EVERY_POSE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+@dataclass
+class ProbeReport:
+    seconds: float
+    """Wall time observed since the mission started."""
+    command_hz: dict[str, float]
+    """Safe commands per second of wall time, per drone."""
+    pose_hz: float
+    """World ticks (distinct pose stamps) per second of wall time."""
+    closest_m: float
+    """Closest pair of simultaneous poses of flying drones, metres."""
+    ticks_too_close: int
+    """World ticks with a flying pair closer than the safety radius."""
+    demand_start: float
+    demand_end: float
+    fallbacks: int
+    cbf: dict[str, int]
+
+    def as_dict(self) -> dict:
+        return dict(vars(self))
+
+
+class GraphProbe(Node):
+    def __init__(self, names: list[str], safety_radius_m: float, altitude_m: float, **kwargs) -> None:
+        super().__init__("lgtc_probe", **kwargs)
+        self.names, self.safety_m, self.altitude_m = names, safety_radius_m, altitude_m
+        self.started_wall: float | None = None
+        self.meta: dict | None = None
+        self.cmd_times: dict[str, list[float]] = {n: [] for n in names}
+        self.poses: dict[int, dict[int, tuple[float, float, float]]] = defaultdict(dict)  # stamp ns -> drone -> xyz
+        self.demand: list[float] = []
+        self.cbf: comm.CbfStatus | None = None
+        for i, name in enumerate(names):
+            self.create_subscription(PoseStamped, f"{name}/pose", lambda m, i=i: self._on_pose(i, m), _EVERY_POSE)
+            self.create_subscription(TwistStamped, f"{name}/cmd_vel_safe", lambda m, n=name: self._on_cmd(n), _EVERY)
+        self.create_subscription(String, "lgtc/meta", self._on_meta, LATCHED)
+        self.create_subscription(Float64MultiArray, "lgtc/demands", self._on_demands, _EVERY)
+        self.create_subscription(Float64MultiArray, "lgtc/cbf", self._on_cbf, _EVERY)
+
+    @property
+    def started(self) -> bool:
+        return self.started_wall is not None
+
+    def _on_meta(self, msg: String) -> None:
+        self.meta = json.loads(msg.data)
+        self.started_wall = time.monotonic()
+
+    def _on_cmd(self, name: str) -> None:
+        if self.started:
+            self.cmd_times[name].append(time.monotonic())
+
+    def _on_pose(self, i: int, msg: PoseStamped) -> None:
+        if self.started:
+            p = msg.pose.position
+            self.poses[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec][i] = (p.x, p.y, p.z)
+
+    def _on_demands(self, msg: Float64MultiArray) -> None:
+        got = comm.decode_demands(msg, None, 0.0, None, None)
+        if got is not None and self.started and self.meta is not None \
+                and got.stamp * 1e9 >= self.meta["start_epoch_ns"]:
+            self.demand.append(float(got.demand.sum()))
+
+    def _on_cbf(self, msg: Float64MultiArray) -> None:
+        got = comm.decode_cbf_status(msg)
+        if got is not None:
+            self.cbf = got
+
+    def report(self) -> ProbeReport:
+        now = time.monotonic()
+        seconds = now - self.started_wall if self.started else 0.0
+        rates = {}
+        for name, times in self.cmd_times.items():
+            # rate over the span the drone was commanded, so a landed drone is not a slow one
+            rates[name] = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 else 0.0
+        closest, too_close = np.inf, 0
+        for by_drone in self.poses.values():
+            flying = np.array([xyz for xyz in by_drone.values() if xyz[2] > self.altitude_m / 2])
+            if len(flying) < 2:
+                continue
+            d = np.sqrt(((flying[:, None, :2] - flying[None, :, :2]) ** 2).sum(-1))
+            d = d[np.triu_indices(len(flying), 1)].min()
+            closest = min(closest, float(d))
+            too_close += int(d < self.safety_m)
+        stamps = sorted(self.poses)
+        pose_hz = (len(stamps) - 1) / ((stamps[-1] - stamps[0]) * 1e-9) if len(stamps) > 2 else 0.0
+        cbf = self.cbf.counters if self.cbf is not None else {}
+        return ProbeReport(seconds, rates, pose_hz, closest, too_close,
+                           self.demand[0] if self.demand else float("nan"),
+                           self.demand[-1] if self.demand else float("nan"),
+                           int(self.cbf.fallbacks.sum()) if self.cbf is not None else 0, cbf)
