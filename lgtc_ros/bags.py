@@ -180,6 +180,31 @@ def _floats(arr: comm.FloatArray) -> Any:
     return arr.to_msg(t[FLOATS], t["std_msgs/msg/MultiArrayLayout"], t["std_msgs/msg/MultiArrayDimension"])
 
 
+class RawBagWriter:
+    """Serialized messages as they arrive, into a new rosbag2 folder (MCAP), logged at their
+    receive time: what `ros2 bag record` writes of a live graph (`ros2 bag record` itself needs a
+    full ROS 2; `nodes.probe.BagTap` feeds this from rclpy). Use as a context manager."""
+
+    def __init__(self, path: str | Path, names: Sequence[str]) -> None:
+        self.path, self.specs = Path(path), topics(names)
+        self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
+        self._conns: dict[str, Any] = {}
+
+    def __enter__(self) -> RawBagWriter:
+        self._writer.open()
+        for spec in self.specs.values():
+            durability = QosDurability.TRANSIENT_LOCAL if spec.kind == "meta" else QosDurability.VOLATILE
+            self._conns[spec.topic] = self._writer.add_connection(
+                spec.topic, spec.msgtype, typestore=typestore(), offered_qos_profiles=[_qos(durability)])
+        return self
+
+    def write(self, topic: str, log_ns: int, cdr: bytes) -> None:
+        self._writer.write(self._conns[topic], int(log_ns), cdr)
+
+    def __exit__(self, *exc: object) -> None:
+        self._writer.close()
+
+
 class BagRecorder:
     """Writes one tick at a time to a new rosbag2 folder `path`. Use as a context manager.
 

@@ -237,6 +237,49 @@ def bench_runtime(model_path: str | Path, scenarios=("scale_50x10", "scale_100x1
     return rows
 
 
+GRAPH_CASES = (("discharge_5x3", "process"), ("paper_10x4", "process"), ("scale_20x4", "process"),
+               ("scale_50x10", "swarm"))
+"""(scenario, agents) of the multi-process graph bench: N = 5, 10, 20 with one process per drone,
+N = 50 with every drone in one swarm_node (50 agent processes would need ~14 GB)."""
+
+
+def bench_graph(cases=GRAPH_CASES, seconds: float = 20.0, workdir: str | Path = "runs/bench_graph",
+                progress: Callable[[str], None] | None = None) -> list[dict]:
+    """The ROS graph as launched (`graph_processes`: one OS process per node, real rclpy, its own
+    ROS_DOMAIN_ID), watched by a probe for `seconds` of mission: safe-command rate (slowest drone
+    and median), pose rate, closest pair, fallbacks, CPU (% of one core) and memory per process."""
+    import signal
+
+    from lgtc_ros.launch_plan import sim_graph
+    from lgtc_ros.nodes.probe import watch_mission
+
+    rows = []
+    for k, (name, agents) in enumerate(cases):
+        scenario = load_scenario(resolve_scenario(name))
+        specs = sim_graph(name, agents=agents, any_consumers=True)
+        if progress:
+            progress(f"graph {name} ({agents})")
+        r = watch_mission(specs, Path(workdir) / f"{name}_{agents}", 60 + (os.getpid() + k) % 40, seconds, scenario,
+                          stop_signal=signal.SIGINT)
+        hz = sorted(r.command_hz.values())
+        agent_cpu = [v for node, v in r.cpu_pct.items() if "agent" in node or "swarm" in node]
+        agent_rss = [v for node, v in r.rss_mb.items() if "agent" in node or "swarm" in node]
+        rows.append({
+            "bench": "graph", "scenario": name, "agents": scenario.n_agents, "agent_processes": agents,
+            "processes": len(specs), "watched_s": round(r.seconds, 1), "start_s": round(r.start_s, 1),
+            "cmd_hz_min": hz[0] if hz else 0.0, "cmd_hz_median": hz[len(hz) // 2] if hz else 0.0,
+            "pose_hz": r.pose_hz, "closest_m": r.closest_m, "safety_m": scenario.safety_radius * scenario.arena_size_m / 2,
+            "ticks_too_close": r.ticks_too_close, "fallbacks": r.fallbacks,
+            "cpu_world_pct": r.cpu_pct.get("/lgtc_world", math.nan), "cpu_radio_pct": r.cpu_pct.get("/lgtc_radio", math.nan),
+            "cpu_cbf_pct": r.cpu_pct.get("/lgtc_cbf", math.nan),
+            "cpu_agent_pct": float(np.mean(agent_cpu)) if agent_cpu else math.nan,
+            "cpu_total_pct": float(sum(r.cpu_pct.values())),
+            "rss_agent_mb": float(np.mean(agent_rss)) if agent_rss else math.nan,
+            "rss_total_mb": float(sum(r.rss_mb.values())),
+            "clean_exit": all(c == 0 for c in r.exit_codes.values())})
+    return rows
+
+
 def bench_collisions(model_path: str | Path, episodes: int = 100, scenario_name: str = "paper_10x4",
                      progress: Callable[[str], None] | None = None) -> list[dict]:
     """Collisions (pairs closer than safety_radius) over seeded episodes, CBF on and off."""

@@ -381,6 +381,8 @@ def run_bench(args) -> int:
             rows += bench.bench_runtime(model)
         if "collisions" in args.only:
             rows += bench.bench_collisions(model, episodes=args.episodes, progress=note)
+        if "graph" in args.only:
+            rows += bench.bench_graph(seconds=args.graph_seconds, progress=note)
         if "training" in args.only:
             log = model.with_name(model.stem + "_train_log.csv") if model else None
             if log is not None and log.is_file():
@@ -542,11 +544,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("bench", help="benchmarks; appends to docs/BENCHMARKS.md")
-    kinds = ["sim", "assignment", "cbf", "policy", "runtime", "collisions", "training"]
+    kinds = ["sim", "assignment", "cbf", "policy", "runtime", "collisions", "graph", "training"]
     p.add_argument("--only", nargs="+", default=kinds, choices=kinds, help="which benches (default: all)")
     p.add_argument("--model", default=None, help="exported model for policy/runtime/collision benches "
                    "(default: models/lgtc_paper_10x4.pt)")
     p.add_argument("--episodes", type=int, default=100, help="seeded episodes of the collision bench")
+    p.add_argument("--graph-seconds", type=float, default=20.0,
+                   help="seconds of mission the ROS graph bench watches per case (needs rclpy)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024], help="simulator batch sizes")
     p.add_argument("--instances", type=int, default=10, help="assignment instances per N (default: %(default)s)")
     p.add_argument("--cvxpy-instances", type=int, default=5, help="of which also solved by plain cvxpy+SCIP")

@@ -64,6 +64,19 @@ class RunningGraph:
         """Nodes that have exited, with their exit codes."""
         return {s.full_name: p.returncode for s, p in zip(self.specs, self.procs) if p.poll() is not None}
 
+    def usage(self) -> dict[str, tuple[float, float]]:
+        """{node: (CPU seconds so far, resident memory MB now)} from /proc (Linux; NaN elsewhere)."""
+        out = {}
+        for s, p in zip(self.specs, self.procs):
+            try:
+                fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+                rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+            except (OSError, ValueError, IndexError):
+                cpu = rss = float("nan")
+            out[s.full_name] = (cpu, rss)
+        return out
+
     def stop(self, sig: int = signal.SIGINT, timeout_s: float = 5.0) -> dict[str, int | None]:
         """Send `sig` to the process group and wait up to `timeout_s` for every node: {node: exit
         code, None if it had to be killed}."""

@@ -11,19 +11,16 @@ import itertools
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 
-from lgtc_ros.graph_processes import executable, ros_environment, start
+from lgtc_ros.graph_processes import executable, ros_environment
 from lgtc_ros.launch_plan import sim_graph
-from lgtc_ros.nodes.probe import GraphProbe
+from lgtc_ros.nodes.probe import watch_mission
 from lgtc_ros.scenario import load_scenario, resolve_scenario
 
-START_TIMEOUT_S = 240.0  # torch + model in every agent process, on 2 shared cores
 _domains = itertools.count()
 
 
@@ -32,63 +29,59 @@ def domain_id() -> int:
     return 1 + (os.getpid() * 13 + next(_domains)) % 100
 
 
-def fly(tmp_path: Path, scenario: str, seconds: float, agents: str = "process", sig: int = signal.SIGINT):
-    """Start the graph, wait for the mission, watch it `seconds`, stop it with `sig`:
-    (probe report, {node: exit code}, {node: log})."""
+def fly(tmp_path: Path, scenario: str, seconds: float, agents: str = "process", sig: int = signal.SIGINT,
+        record: Path | None = None):
+    """The mission as launched, watched `seconds` by a probe, then stopped with `sig`."""
     s = load_scenario(resolve_scenario(scenario))
-    specs = sim_graph(scenario, agents=agents)
-    domain = domain_id()
-    graph = start(specs, tmp_path, domain)
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain)
-    try:
-        half = s.arena_size_m / 2
-        probe = GraphProbe([f"cf{i + 1}" for i in range(s.n_agents)], s.safety_radius * half, s.altitude_m,
-                           context=context)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(probe)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not probe.started and time.monotonic() < deadline and not graph.exited():
-            executor.spin_once(timeout_sec=0.1)
-        assert probe.started, f"no mission start; exited: {graph.exited()}"
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.05)
-        report = probe.report()
-        executor.shutdown()
-        probe.destroy_node()
-    finally:
-        codes = graph.stop(sig, timeout_s=5.0)
-        rclpy.try_shutdown(context=context)
-    return report, codes, {spec.full_name: graph.log(spec) for spec in specs}
+    report = watch_mission(sim_graph(scenario, agents=agents), tmp_path, domain_id(), seconds, s, stop_signal=sig,
+                           record=record)
+    assert report.seconds > 0, f"no mission start; exit codes {report.exit_codes}"
+    return report
 
 
-def check_mission(report, codes, logs, names):
+def check_mission(report, names):
     assert set(report.command_hz) == set(names)
     for name, hz in report.command_hz.items():
         assert 18.0 <= hz <= 22.0, f"{name}: safe commands at {hz:.1f} Hz"
     assert 18.0 <= report.pose_hz <= 22.0, report.pose_hz
     assert report.ticks_too_close == 0, f"closest pair {report.closest_m:.3f} m"
     assert report.demand_end < report.demand_start                       # the swarm delivers
-    bad = {node: code for node, code in codes.items() if code != 0}   # every node exits 0 within 5 s
-    assert not bad, {node: (code, logs[node][-1500:]) for node, code in bad.items()}
-    for node, log in logs.items():
+    bad = {node: code for node, code in report.exit_codes.items() if code != 0}  # every node exits 0 within 5 s
+    assert not bad, {node: (code, report.logs[node][-1500:]) for node, code in bad.items()}
+    for node, log in report.logs.items():
         assert "Traceback" not in log and "RCLError" not in log, f"{node}:\n{log[-3000:]}"
 
 
 # seconds watched: long enough for the first deliveries (discharge_5x3 flies at half the speed)
 @pytest.mark.parametrize("scenario, seconds", [("discharge_5x3", 9.0), ("paper_10x4", 6.0)])
 def test_the_graph_as_launched_flies_safely_at_20_hz_and_stops_on_ctrl_c(tmp_path, scenario, seconds):
-    report, codes, logs = fly(tmp_path, scenario, seconds)
+    report = fly(tmp_path, scenario, seconds)
     n = load_scenario(resolve_scenario(scenario)).n_agents
-    check_mission(report, codes, logs, [f"cf{i + 1}" for i in range(n)])
-    assert len(codes) == n + 3                                           # world, radio, CBF, an agent each
+    check_mission(report, [f"cf{i + 1}" for i in range(n)])
+    assert len(report.exit_codes) == n + 3                               # world, radio, CBF, an agent each
 
 
 def test_swarm_node_flies_every_drone_in_one_process_and_stops_on_sigterm(tmp_path):
-    report, codes, logs = fly(tmp_path, "discharge_5x3", seconds=9.0, agents="swarm", sig=signal.SIGTERM)
-    check_mission(report, codes, logs, [f"cf{i + 1}" for i in range(5)])
-    assert set(codes) == {"/lgtc_world", "/lgtc_radio", "/lgtc_cbf", "/lgtc_swarm"}
+    report = fly(tmp_path, "discharge_5x3", seconds=9.0, agents="swarm", sig=signal.SIGTERM)
+    check_mission(report, [f"cf{i + 1}" for i in range(5)])
+    assert set(report.exit_codes) == {"/lgtc_world", "/lgtc_radio", "/lgtc_cbf", "/lgtc_swarm"}
+
+
+def test_a_live_recording_replays(tmp_path):
+    """Every topic the replay reads, recorded off the live graph at receive time (as `ros2 bag
+    record` does): `lgtc replay` sees the mission tick by tick, drones flying, demand falling."""
+    from lgtc_ros.bags import read_bag
+    from lgtc_ros.replay import report as replay_report
+
+    fly(tmp_path / "graph", "paper_10x4", seconds=5.0, record=tmp_path / "bag")
+    rec = read_bag(tmp_path / "bag")
+    mission = rec.t >= 0                                                # ticks before the start: the start state
+    gaps = np.diff(rec.t[mission])                                      # one world tick each (its timer jitters)
+    assert 80 <= mission.sum() <= 130 and abs(gaps.mean() - 0.05) < 0.01 and (gaps > 0).all() and gaps.max() < 0.2
+    assert rec.active[mission].all() and np.isfinite(rec.pos[mission]).all()
+    assert (rec.choice[mission][1:-1] >= 0).mean() > 0.95             # agents' states on (almost) every tick
+    out = replay_report(tmp_path / "bag", tmp_path / "report")
+    assert out["open_demand_end"] < out["open_demand_start"] and out["landed"] == []
 
 
 @pytest.mark.parametrize("node, args, words", [

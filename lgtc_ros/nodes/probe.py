@@ -6,18 +6,25 @@ time and the CBF's fallbacks. It only listens.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import rclpy
 from geometry_msgs.msg import PoseStamped, TwistStamped
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray, String
 
 from lgtc_ros import comm
-from lgtc_ros.nodes.common import LATCHED, stamp_s
+from lgtc_ros.bags import RawBagWriter
+from lgtc_ros.graph_processes import start
+from lgtc_ros.launch_plan import NodeSpec
+from lgtc_ros.nodes.common import LATCHED
 
 # Deep, reliable queues: the probe must count every message even when its own executor lags.
 _EVERY = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200, reliability=ReliabilityPolicy.RELIABLE)
@@ -40,9 +47,17 @@ class ProbeReport:
     demand_end: float
     fallbacks: int
     cbf: dict[str, int]
+    start_s: float = float("nan")
+    """Wall time from starting the processes to the mission start."""
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
+    """{node: exit code after the stop signal}, None: still running 5 s later (killed)."""
+    cpu_pct: dict[str, float] = field(default_factory=dict)
+    """{node: % of one core while the mission was watched}."""
+    rss_mb: dict[str, float] = field(default_factory=dict)
+    logs: dict[str, str] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict:
-        return dict(vars(self))
+        return {k: v for k, v in vars(self).items() if k != "logs"}
 
 
 class GraphProbe(Node):
@@ -113,3 +128,67 @@ class GraphProbe(Node):
                            self.demand[0] if self.demand else float("nan"),
                            self.demand[-1] if self.demand else float("nan"),
                            int(self.cbf.fallbacks.sum()) if self.cbf is not None else 0, cbf)
+
+
+class BagTap:
+    """Records every topic `lgtc replay` reads, serialized, at its receive time (as `ros2 bag
+    record` does, with the QoS it would pick: reliable, or best effort for poses)."""
+
+    def __init__(self, node: Node, writer: RawBagWriter) -> None:
+        import importlib
+
+        self.writer, self.clock = writer, node.get_clock()
+        for spec in writer.specs.values():
+            package, _, name = spec.msgtype.split("/")
+            msg_type = getattr(importlib.import_module(f"{package}.msg"), name)
+            qos = LATCHED if spec.kind == "meta" else (_EVERY_POSE if spec.kind == "pose" else _EVERY)
+            node.create_subscription(msg_type, spec.topic, lambda raw, t=spec.topic: self._on(t, raw), qos, raw=True)
+
+    def _on(self, topic: str, raw: bytes) -> None:
+        self.writer.write(topic, self.clock.now().nanoseconds, raw)
+
+
+def watch_mission(specs: list[NodeSpec], workdir: Path, domain_id: int, seconds: float, scenario,
+                  start_timeout_s: float = 240.0, stop_signal: int = signal.SIGINT,
+                  record: Path | None = None) -> ProbeReport:
+    """Start `specs` as processes (`graph_processes.start`), wait for the mission to start, watch it
+    for `seconds`, then send `stop_signal` to the process group; the report carries the probe's
+    findings, the exit codes, CPU and memory per node and every node's log. `record`: a new
+    folder, where every topic the replay reads is recorded as `ros2 bag record` would."""
+    graph = start(specs, workdir, domain_id)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    report, t0 = None, time.monotonic()
+    names = [str(n) for n in specs[0].parameters["names"]]
+    writer = RawBagWriter(record, names).__enter__() if record is not None else None
+    try:
+        s = scenario
+        probe = GraphProbe(names, s.safety_radius * s.arena_size_m / 2, s.altitude_m, context=context)
+        if writer is not None:
+            BagTap(probe, writer)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(probe)
+        while not probe.started and time.monotonic() - t0 < start_timeout_s and not graph.exited():
+            executor.spin_once(timeout_sec=0.1)
+        started = time.monotonic() - t0
+        if probe.started:
+            before = graph.usage()
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                executor.spin_once(timeout_sec=0.05)
+            after = graph.usage()
+        report = probe.report()
+        report.start_s = started if probe.started else float("nan")
+        if probe.started:
+            report.cpu_pct = {k: 100 * (after[k][0] - before[k][0]) / seconds for k in after}
+            report.rss_mb = {k: after[k][1] for k in after}
+        executor.shutdown()
+        probe.destroy_node()
+    finally:
+        codes = graph.stop(stop_signal, timeout_s=5.0)
+        rclpy.try_shutdown(context=context)
+        if writer is not None:
+            writer.__exit__()
+    report.exit_codes = codes
+    report.logs = {spec.full_name: graph.log(spec) for spec in specs}
+    return report
