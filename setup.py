@@ -55,7 +55,7 @@ setup(
     entry_points={"console_scripts": [
         "lgtc = lgtc_ros.cli:main",
         # the ROS 2 nodes (`ros2 run lgtc_ros agent_node`); they need a sourced ROS 2
-        *(f"{node} = lgtc_ros.nodes.{node}:main"
+        *(f"{node} = lgtc_ros.nodes.console:{node}"
           for node in ("agent_node", "swarm_node", "radio_node", "cbf_node", "world_node", "bridge_node")),
     ]},
 )

@@ -463,6 +463,21 @@ def _first(rows: _Rows, kind: str) -> Any:
     return min(found, key=lambda f: f[:2])[2] if found else None
 
 
+def _drop_cut_tick(rows: dict, tick_ns: list[int], dropped: Counter) -> list[int]:
+    """A recording stopped mid-tick (`ros2 bag record` interrupted while the world published)
+    ends with a tick missing poses the tick before had: that tick is cut, not the drones landed."""
+    if len(tick_ns) < 2:
+        return tick_ns
+    last, before = len(tick_ns) - 1, len(tick_ns) - 2
+    poses = [by_tick for (kind, agent), by_tick in rows.items() if kind == "pose"]
+    if sum(last in p for p in poses) >= sum(before in p for p in poses):
+        return tick_ns
+    for by_tick in rows.values():
+        by_tick.pop(last, None)
+    dropped["cut_last_tick"] += 1
+    return tick_ns[:-1]
+
+
 def _assemble(path: Path, meta: dict[str, Any], samples: list[tuple[TopicSpec, int, Any]]) -> Recording:
     """Group the deserialized messages into world ticks and arrange them into the `Recording` arrays."""
     stats, dropped = comm.DecodeStats(), Counter()
@@ -475,6 +490,7 @@ def _assemble(path: Path, meta: dict[str, Any], samples: list[tuple[TopicSpec, i
     if not tick_ns:
         raise BagError(f"{path}: no valid /lgtc/demands message; the world's demand stamps define the ticks")
     rows = _by_tick(decoded, tick_ns, dropped)
+    tick_ns = _drop_cut_tick(rows, tick_ns, dropped)
     if any(agent >= 0 for (_, agent), *_ in decoded) and not any(agent >= 0 for _, agent in rows):
         raise BagError(f"{path}: no drone message is stamped within the world's ticks "
                        f"({tick_ns[0] / 1e9:.3f}..{tick_ns[-1] / 1e9:.3f} s): /lgtc/demands is on another clock")

@@ -549,8 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="exported model for policy/runtime/collision benches "
                    "(default: models/lgtc_paper_10x4.pt)")
     p.add_argument("--episodes", type=int, default=100, help="seeded episodes of the collision bench")
-    p.add_argument("--graph-seconds", type=float, default=20.0,
-                   help="seconds of mission the ROS graph bench watches per case (needs rclpy)")
+    p.add_argument("--graph-seconds", type=float, default=8.0,
+                   help="seconds of mission the ROS graph bench watches per case (the missions last 10 s)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024], help="simulator batch sizes")
     p.add_argument("--instances", type=int, default=10, help="assignment instances per N (default: %(default)s)")
     p.add_argument("--cvxpy-instances", type=int, default=5, help="of which also solved by plain cvxpy+SCIP")

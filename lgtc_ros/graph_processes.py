@@ -105,6 +105,7 @@ def _log_path(logdir: Path, spec: NodeSpec) -> Path:
 def start(specs: list[NodeSpec], workdir: Path, domain_id: int, env: dict | None = None,
           extra_parameters: dict | None = None) -> RunningGraph:
     """Write every node's parameter file into `workdir` and start the nodes (logs beside them)."""
+    workdir = Path(workdir).resolve()  # the nodes run in it: relative paths would resolve twice
     workdir.mkdir(parents=True, exist_ok=True)
     environment = ros_environment(domain_id, env)
     procs: list[subprocess.Popen] = []

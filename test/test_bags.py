@@ -415,3 +415,17 @@ def test_clear_errors_about_the_world_ticks(bag, tmp_path):
     rewrite(path, tmp_path / "clocks", mission_clock)
     with pytest.raises(BagError, match=r"clocks.*another clock"):
         read_bag(tmp_path / "clocks")
+
+
+def test_a_recording_cut_mid_tick_loses_that_tick_not_its_drones(bag, tmp_path):
+    """`ros2 bag record` stopped while the world published: the last tick lacks some poses. It is
+    dropped (counted), rather than read as drones that landed."""
+    path, d = bag
+    with Reader(path) as reader:
+        last = max(ns for _, ns, _ in reader.messages())
+    cut = tmp_path / "cut"
+    rewrite(path, cut, lambda topic, ns, raw: None if ns == last and topic in ("/cf2/pose", "/cf3/pose") else (ns, raw))
+    clean, rec = read_bag(path), read_bag(cut)
+    assert len(rec.t) == len(clean.t) - 1 and rec.rejected == {"cut_last_tick": 1}
+    np.testing.assert_array_equal(rec.pos, clean.pos[:-1])
+    assert rec.active.all() == clean.active[:-1].all()

@@ -11,6 +11,7 @@ import itertools
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,7 @@ def test_a_live_recording_replays(tmp_path):
     fly(tmp_path / "graph", "paper_10x4", seconds=5.0, record=tmp_path / "bag")
     rec = read_bag(tmp_path / "bag")
     mission = rec.t >= 0                                                # ticks before the start: the start state
+    mission[-1] = False                                                 # the recording stops mid-tick
     gaps = np.diff(rec.t[mission])                                      # one world tick each (its timer jitters)
     assert 80 <= mission.sum() <= 130 and abs(gaps.mean() - 0.05) < 0.01 and (gaps > 0).all() and gaps.max() < 0.2
     assert rec.active[mission].all() and np.isfinite(rec.pos[mission]).all()
@@ -104,3 +106,17 @@ def test_a_node_that_cannot_start_says_which_parameter_in_one_line_and_exits_non
     assert done.returncode != 0, out
     assert words in out and "Traceback" not in out, out
     assert len([line for line in out.splitlines() if "cannot start" in line]) == 1, out
+
+
+@pytest.mark.parametrize("delay_s", [0.3, 2.0])
+def test_ctrl_c_while_the_graph_starts_is_quiet_too(tmp_path, delay_s):
+    """A Ctrl-C while the nodes import torch or load their models (not yet spinning)."""
+    from lgtc_ros.graph_processes import start
+
+    specs = sim_graph("discharge_5x3")
+    graph = start(specs, tmp_path, domain_id())
+    time.sleep(delay_s)
+    codes = graph.stop(signal.SIGINT, timeout_s=10.0)
+    logs = {s.full_name: graph.log(s) for s in specs}
+    assert all(c == 0 for c in codes.values()), {n: (c, logs[n][-1500:]) for n, c in codes.items() if c != 0}
+    assert not [n for n, log in logs.items() if "Traceback" in log], logs

@@ -87,8 +87,10 @@ def test_qos_newest_wins_for_per_tick_data_latched_mission(context):
     world, radio, cbf, agent, _ = make_all(context)
     pubs, subs = topics(agent)
     assert subs["/cf2/pose"].reliability == ReliabilityPolicy.BEST_EFFORT and subs["/cf2/pose"].depth == 1
-    for topic in ("/cf2/lgtc/inbox", "/lgtc/demands"):
-        assert subs[topic].depth == 1 and subs[topic].reliability == ReliabilityPolicy.RELIABLE
+    for topic in ("/cf2/lgtc/inbox", "/lgtc/demands", "/cf2/lgtc/supply"):   # newest wins, matches any publisher
+        assert subs[topic].depth == 1 and subs[topic].reliability == ReliabilityPolicy.BEST_EFFORT
+    for topic in ("/cf2/cmd_vel_nominal", "/cf2/lgtc/message"):                # any subscriber matches
+        assert pubs[topic].depth == 1 and pubs[topic].reliability == ReliabilityPolicy.RELIABLE
     assert subs["/lgtc/meta"].durability == DurabilityPolicy.TRANSIENT_LOCAL
     assert pubs["/cf2/cmd_vel_nominal"].depth == 1 and pubs["/cf2/lgtc/message"].depth == 1
     assert topics(world)[0]["/lgtc/meta"].durability == DurabilityPolicy.TRANSIENT_LOCAL

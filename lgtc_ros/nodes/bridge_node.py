@@ -27,7 +27,7 @@ from lgtc_ros.frames import ArenaFrame
 from lgtc_ros.bridge import FullStateSetpoint
 from lgtc_ros.flight import DroneFlight, Phase
 from lgtc_ros.frames import FRAME_ID
-from lgtc_ros.nodes.common import LATCHED, LATEST, SENSOR, guarded, mission, now_s, run, stamp_s
+from lgtc_ros.nodes.common import LATCHED, LATEST, TAKE_LATEST, guarded, mission, now_s, run, stamp_s
 
 
 class Crazyswarm2Backend:
@@ -124,12 +124,12 @@ class BridgeNode(Node):
             f = self.flights[name]
             self.create_subscription(PoseStamped, f"{name}/pose",
                                      lambda m, f=f: f.on_pose([m.pose.position.x, m.pose.position.y,
-                                                               m.pose.position.z]), SENSOR)
+                                                               m.pose.position.z]), TAKE_LATEST)
             self.create_subscription(TwistStamped, f"{name}/cmd_vel_safe",
                                      lambda m, f=f: f.on_command(stamp_s(m.header), [m.twist.linear.x,
-                                                                                     m.twist.linear.y]), LATEST)
+                                                                                     m.twist.linear.y]), TAKE_LATEST)
             self.create_subscription(Float64MultiArray, f"{name}/lgtc/supply",
-                                     lambda m, f=f: self._on_supply(f, m), LATEST)
+                                     lambda m, f=f: self._on_supply(f, m), TAKE_LATEST)
         self.create_service(Trigger, "lgtc/start", self._start)
         self.create_service(Trigger, "lgtc/land", self._land)
         self._autostart = p["autostart"]

@@ -10,7 +10,8 @@ a namespace (`/lab_a`) therefore moves every topic with it, and two swarms never
 """
 from __future__ import annotations
 
-import signal
+import ctypes
+import os
 import sys
 from collections.abc import Callable
 
@@ -26,20 +27,23 @@ from std_msgs.msg import Float64MultiArray, MultiArrayDimension, MultiArrayLayou
 
 from lgtc_ros.comm import FloatArray, default_names
 from lgtc_ros.frames import FRAME_ID
+from lgtc_ros.nodes.signals import quiet_signals, stop_requested
 from lgtc_ros.scenario import Scenario, load_scenario, resolve_scenario
 
 # ---------------------------------------------------------------- QoS, chosen per topic
 
 LATEST = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)
-"""Per-tick data (commands, neighbour messages and inboxes, demands, supplies): only the newest
-matters, so a late subscriber never drains a backlog of old ticks. Reliable, so `ros2 bag record`,
-RViz and every subscriber match whatever they ask for."""
+"""Publishing per-tick data (poses, commands, neighbour messages and inboxes, demands, supplies):
+only the newest matters, so no subscriber ever drains a backlog of old ticks. Reliable, so
+`ros2 bag record`, RViz and every subscriber match whatever they ask for."""
 
-SENSOR = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
-                    durability=DurabilityPolicy.VOLATILE)
-"""Subscribing to poses: best effort matches every publisher (Crazyswarm2, motion capture, our
-world), and the newest pose wins."""
+TAKE_LATEST = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
+                         durability=DurabilityPolicy.VOLATILE)
+"""Subscribing to per-tick data: the newest wins, and best effort matches every publisher
+(Crazyswarm2 and motion capture too) and spares each message its acknowledgement: at N = 50
+that is ~30 % less CPU for the graph (docs/BENCHMARKS.md). On one host nothing is lost in
+practice, and a lost tick is superseded by the next."""
 
 LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -114,10 +118,10 @@ def to_msg(arr: FloatArray) -> Float64MultiArray:
     return arr.to_msg(Float64MultiArray, MultiArrayLayout, MultiArrayDimension, rclpy=True)
 
 
-def twist(node: Node, v_m_s: np.ndarray) -> TwistStamped:
-    """A world-frame planar velocity (m/s) stamped now."""
+def twist(node: Node, v_m_s: np.ndarray, stamp=None) -> TwistStamped:
+    """A world-frame planar velocity (m/s) stamped `stamp` (builtin_interfaces/Time; default now)."""
     msg = TwistStamped()
-    msg.header.stamp = node.get_clock().now().to_msg()
+    msg.header.stamp = node.get_clock().now().to_msg() if stamp is None else stamp
     msg.header.frame_id = FRAME_ID
     msg.twist.linear.x, msg.twist.linear.y = float(v_m_s[0]), float(v_m_s[1])
     return msg
@@ -147,27 +151,25 @@ def guarded(node: Node, callback: Callable[..., None]) -> Callable[..., None]:
     return run_guarded
 
 
-def _quiet_signals() -> None:
-    """SIGINT and SIGTERM only ask the node to stop: rclpy's handlers shut the context down and
-    then call the previous Python handler, which by default raises KeyboardInterrupt wherever
-    the main thread is (inside `destroy_node`, say) and prints a traceback."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: None)
-
-
 def run(make_node: Callable[[], Node], name: str, args=None) -> None:
     """rclpy.init, build the node, spin until Ctrl-C / SIGTERM / shutdown, clean up; exit 0.
     A node that cannot start logs one line naming the parameter and exits 2."""
-    _quiet_signals()
-    rclpy.init(args=args)
+    quiet_signals()
+    log = rclpy.logging.get_logger(name)
+    try:
+        rclpy.init(args=args)
+    except Exception as exc:  # e.g. a parameter file that does not parse
+        log.fatal(f"cannot start: {str(exc).splitlines()[0]}")
+        sys.exit(2)
     node, code = None, 0
     try:
         node = make_node()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
+        if not stop_requested():  # a stop asked for while starting is honoured, not lost
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            executor.spin()
     except (StartupError, ParameterException) as exc:
-        rclpy.logging.get_logger(name).fatal(f"cannot start: {exc}")
+        log.fatal(f"cannot start: {exc}")
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -178,4 +180,9 @@ def run(make_node: Callable[[], Node], name: str, args=None) -> None:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-    sys.exit(code)
+    # Everything is released; skip the interpreter's teardown of torch and friends (~0.4 s of CPU
+    # per process: 23 processes stopping together on 2 cores would outlast a 5 s stop).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    ctypes.CDLL(None).fflush(None)  # rcutils logs through C stdio
+    os._exit(code)

@@ -17,7 +17,8 @@ from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray, String
 
 from lgtc_ros import comm
-from lgtc_ros.nodes.common import LATCHED, LATEST, RECORD, SENSOR, StartupError, declare, guarded, now_s, to_msg, twist
+from lgtc_ros.nodes.common import (LATCHED, LATEST, RECORD, TAKE_LATEST, StartupError, declare, guarded, now_s,
+                                   to_msg, twist)
 
 
 def declare_policy(node: Node) -> tuple[str, bool, float]:
@@ -60,11 +61,11 @@ def load_controllers(scenario, indices: list[int], model: str, any_consumers: bo
 class DroneTopics:
     def __init__(self, node: Node, controller, prefix: str) -> None:
         self.node, self.core, self.prefix = node, controller, prefix
-        node.create_subscription(PoseStamped, f"{prefix}pose", guarded(node, self._on_pose), SENSOR)
+        node.create_subscription(PoseStamped, f"{prefix}pose", guarded(node, self._on_pose), TAKE_LATEST)
         node.create_subscription(Float64MultiArray, f"{prefix}lgtc/supply",
-                                 guarded(node, lambda m: controller.on_supply(m, now_s(node))), LATEST)
+                                 guarded(node, lambda m: controller.on_supply(m, now_s(node))), TAKE_LATEST)
         node.create_subscription(Float64MultiArray, f"{prefix}lgtc/inbox",
-                                 guarded(node, lambda m: controller.on_inbox(m, now_s(node))), LATEST)
+                                 guarded(node, lambda m: controller.on_inbox(m, now_s(node))), TAKE_LATEST)
         self.pub_message = node.create_publisher(Float64MultiArray, f"{prefix}lgtc/message", LATEST)
         self.pub_state = node.create_publisher(Float64MultiArray, f"{prefix}lgtc/state", RECORD)
         self.pub_cmd = node.create_publisher(TwistStamped, f"{prefix}cmd_vel_nominal", LATEST)
@@ -81,8 +82,12 @@ class DroneTopics:
         out = self.core.tick(now)
         if isinstance(out, Skip):
             n = self.skipped[out.reason] = self.skipped.get(out.reason, 0) + 1
-            if n & (n - 1) == 0 and out.reason != "landed":  # 1st, 2nd, 4th, ...: visible, never a flood
+            if out.reason == "landed" or n & (n - 1):  # 1st, 2nd, 4th, ...: visible, never a flood
+                return
+            if self.decisions:  # an input lost mid-mission
                 self.node.get_logger().warning(f"{self.prefix}no decision: {out.reason} ({n} ticks so far)")
+            elif n == 1:  # still starting: the world or the radio may start later than this node
+                self.node.get_logger().info(f"{self.prefix}waiting for the first {out.reason[3:]} message")
             return
         self.decisions += 1
         self.pub_message.publish(to_msg(out.message))
@@ -100,7 +105,7 @@ class MissionInputs:
         self.node, self.drones, self.scenario, self.max_age = node, drones, scenario, max_age
         self.stats = comm.DecodeStats()
         self.mission_start: int | None = None
-        node.create_subscription(Float64MultiArray, demands_topic, guarded(node, self._on_demands), LATEST)
+        node.create_subscription(Float64MultiArray, demands_topic, guarded(node, self._on_demands), TAKE_LATEST)
         node.create_subscription(String, meta_topic, guarded(node, self._on_meta), LATCHED)
 
     def _on_demands(self, msg: Float64MultiArray) -> None:

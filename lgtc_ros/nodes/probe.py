@@ -26,9 +26,9 @@ from lgtc_ros.graph_processes import start
 from lgtc_ros.launch_plan import NodeSpec
 from lgtc_ros.nodes.common import LATCHED
 
-# Deep, reliable queues: the probe must count every message even when its own executor lags.
-_EVERY = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200, reliability=ReliabilityPolicy.RELIABLE)
-_EVERY_POSE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)
+# Deep queues: the probe counts every message even when its own executor lags. Best effort, so
+# watching costs the publishers no acknowledgements (a lost message would only lower a rate).
+_EVERY = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 @dataclass
@@ -71,7 +71,7 @@ class GraphProbe(Node):
         self.demand: list[float] = []
         self.cbf: comm.CbfStatus | None = None
         for i, name in enumerate(names):
-            self.create_subscription(PoseStamped, f"{name}/pose", lambda m, i=i: self._on_pose(i, m), _EVERY_POSE)
+            self.create_subscription(PoseStamped, f"{name}/pose", lambda m, i=i: self._on_pose(i, m), _EVERY)
             self.create_subscription(TwistStamped, f"{name}/cmd_vel_safe", lambda m, n=name: self._on_cmd(n), _EVERY)
         self.create_subscription(String, "lgtc/meta", self._on_meta, LATCHED)
         self.create_subscription(Float64MultiArray, "lgtc/demands", self._on_demands, _EVERY)
@@ -141,7 +141,7 @@ class BagTap:
         for spec in writer.specs.values():
             package, _, name = spec.msgtype.split("/")
             msg_type = getattr(importlib.import_module(f"{package}.msg"), name)
-            qos = LATCHED if spec.kind == "meta" else (_EVERY_POSE if spec.kind == "pose" else _EVERY)
+            qos = LATCHED if spec.kind == "meta" else (_EVERY if spec.kind == "pose" else _EVERY)
             node.create_subscription(msg_type, spec.topic, lambda raw, t=spec.topic: self._on(t, raw), qos, raw=True)
 
     def _on(self, topic: str, raw: bytes) -> None:

@@ -10,7 +10,7 @@ from std_msgs.msg import Float64MultiArray
 
 from lgtc_ros import comm
 from lgtc_ros.frames import ArenaFrame
-from lgtc_ros.nodes.common import LATEST, SENSOR, guarded, now_s, stamp_s
+from lgtc_ros.nodes.common import LATEST, TAKE_LATEST, guarded, now_s, stamp_s
 from lgtc_ros.scenario import Scenario
 
 
@@ -25,9 +25,9 @@ class SwarmView:
         self.stats = comm.DecodeStats()
         for i, name in enumerate(names):
             node.create_subscription(PoseStamped, f"{name}/pose", guarded(node, lambda m, i=i: self._on_pose(i, m)),
-                                     SENSOR)
+                                     TAKE_LATEST)
             node.create_subscription(Float64MultiArray, f"{name}/lgtc/supply",
-                                     guarded(node, lambda m, i=i: self._on_supply(i, m)), LATEST)
+                                     guarded(node, lambda m, i=i: self._on_supply(i, m)), TAKE_LATEST)
 
     def _on_pose(self, i: int, msg: PoseStamped) -> None:
         t = stamp_s(msg.header)

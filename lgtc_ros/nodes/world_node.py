@@ -24,7 +24,7 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 
 from lgtc_ros.bags import meta_json, mission_meta
 from lgtc_ros.frames import FRAME_ID
-from lgtc_ros.nodes.common import (LATCHED, LATEST, RECORD, SENSOR, declare, guarded, mission, now_s, run,
+from lgtc_ros.nodes.common import (LATCHED, LATEST, RECORD, TAKE_LATEST, declare, guarded, mission, now_s, run,
                                    stamp_s, to_msg)
 from lgtc_ros.runtime.plant import MissionPlant
 
@@ -53,18 +53,18 @@ class WorldNode(Node):
         self.pub_demands = self.create_publisher(Float64MultiArray, "lgtc/demands", LATEST)
         self.pub_terms = self.create_publisher(Float64MultiArray, "lgtc/reward_terms", RECORD)
         self.pub_meta = self.create_publisher(String, "lgtc/meta", LATCHED)
-        self.pub_supply, self.pub_pose = [], []
+        self.pub_supply, self.pub_pose, self.readiness = [], [], []
         for i, name in enumerate(names):
             self.pub_supply.append(self.create_publisher(Float64MultiArray, f"{name}/lgtc/supply", LATEST))
             if self.mode == "sim":
                 self.pub_pose.append(self.create_publisher(PoseStamped, f"{name}/pose", LATEST))
                 self.create_subscription(TwistStamped, f"{name}/cmd_vel_safe",
-                                         guarded(self, lambda m, i=i: self._on_cmd(i, m)), LATEST)
-                self.create_subscription(TwistStamped, f"{name}/cmd_vel_nominal",
-                                         guarded(self, lambda m, i=i: self._on_nominal(i)), LATEST)
+                                         guarded(self, lambda m, i=i: self._on_cmd(i, m)), TAKE_LATEST)
+                self.readiness.append(self.create_subscription(
+                    TwistStamped, f"{name}/cmd_vel_nominal", guarded(self, lambda m, i=i: self._on_nominal(i)), TAKE_LATEST))
             else:
                 self.create_subscription(PoseStamped, f"{name}/pose",
-                                         guarded(self, lambda m, i=i: self._on_pose(i, m)), SENSOR)
+                                         guarded(self, lambda m, i=i: self._on_pose(i, m)), TAKE_LATEST)
         self.running = False
         self.created = now_s(self)
         if self.mode == "hardware":
@@ -81,6 +81,9 @@ class WorldNode(Node):
             "events": [{"time_s": e.time_s, "kind": e.kind, "agent": e.agent, "select": e.select} for e in s.events]})
         self.pub_meta.publish(String(data=meta_json(meta)))
         self.running = True
+        for sub in self.readiness:  # only the start needed them: N callbacks a tick fewer
+            self.destroy_subscription(sub)
+        self.readiness = []
 
     def _on_nominal(self, i: int) -> None:
         self.ready[i] = True

@@ -1,0 +1,37 @@
+"""The console scripts of the nodes (`ros2 run lgtc_ros agent_node`, setup.py entry points).
+
+Each makes Ctrl-C quiet before importing its node: importing rclpy, numpy and (agents) torch
+takes a second or more, and a SIGINT then would otherwise print a KeyboardInterrupt traceback.
+"""
+import importlib
+
+from lgtc_ros.nodes.signals import quiet_signals
+
+
+def _run(module: str) -> None:
+    quiet_signals()
+    importlib.import_module(f"lgtc_ros.nodes.{module}").main()
+
+
+def agent_node() -> None:
+    _run("agent_node")
+
+
+def swarm_node() -> None:
+    _run("swarm_node")
+
+
+def radio_node() -> None:
+    _run("radio_node")
+
+
+def cbf_node() -> None:
+    _run("cbf_node")
+
+
+def world_node() -> None:
+    _run("world_node")
+
+
+def bridge_node() -> None:
+    _run("bridge_node")
