@@ -264,6 +264,7 @@ def bench_graph(cases=GRAPH_CASES, seconds: float = 8.0, workdir: str | Path = "
         hz = sorted(r.command_hz.values())
         agent_cpu = [v for node, v in r.cpu_pct.items() if "agent" in node or "swarm" in node]
         agent_rss = [v for node, v in r.rss_mb.items() if "agent" in node or "swarm" in node]
+        agent_rss0 = [v for node, v in r.rss_start_mb.items() if "agent" in node or "swarm" in node]
         rows.append({
             "bench": "graph", "scenario": name, "agents": scenario.n_agents, "agent_processes": agents,
             "processes": len(specs), "watched_s": round(r.seconds, 1), "start_s": round(r.start_s, 1),
@@ -274,7 +275,8 @@ def bench_graph(cases=GRAPH_CASES, seconds: float = 8.0, workdir: str | Path = "
             "cpu_cbf_pct": r.cpu_pct.get("/lgtc_cbf", math.nan),
             "cpu_agent_pct": float(np.mean(agent_cpu)) if agent_cpu else math.nan,
             "cpu_total_pct": float(sum(r.cpu_pct.values())),
-            "rss_agent_mb": float(np.mean(agent_rss)) if agent_rss else math.nan,
+            "rss_agent_mb_start": float(np.mean(agent_rss0)) if agent_rss0 else math.nan,
+            "rss_agent_mb_end": float(np.mean(agent_rss)) if agent_rss else math.nan,
             "rss_total_mb": float(sum(r.rss_mb.values())),
             "exits_not_0_within_5s": sum(c != 0 for c in r.exit_codes.values())})
     return rows

@@ -120,3 +120,12 @@ def test_ctrl_c_while_the_graph_starts_is_quiet_too(tmp_path, delay_s):
     logs = {s.full_name: graph.log(s) for s in specs}
     assert all(c == 0 for c in codes.values()), {n: (c, logs[n][-1500:]) for n, c in codes.items() if c != 0}
     assert not [n for n, log in logs.items() if "Traceback" in log], logs
+
+
+def test_graph_bench_row(tmp_path):
+    from lgtc_ros.bench import bench_graph
+
+    (row,) = bench_graph(cases=(("discharge_5x3", "swarm"),), seconds=3.0, workdir=tmp_path)
+    assert (row["agents"], row["processes"], row["exits_not_0_within_5s"]) == (5, 4, 0)
+    assert 15 < row["cmd_hz_min"] < 25 and row["ticks_too_close"] == 0 and row["cpu_total_pct"] > 0
+    assert 0 < row["rss_agent_mb_start"] <= row["rss_agent_mb_end"] * 1.5

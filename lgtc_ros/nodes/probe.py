@@ -54,6 +54,9 @@ class ProbeReport:
     cpu_pct: dict[str, float] = field(default_factory=dict)
     """{node: % of one core while the mission was watched}."""
     rss_mb: dict[str, float] = field(default_factory=dict)
+    """{node: resident memory MB at the end of the watch}."""
+    rss_start_mb: dict[str, float] = field(default_factory=dict)
+    """{node: resident memory MB when the watch began (mission start)}."""
     logs: dict[str, str] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict:
@@ -182,6 +185,7 @@ def watch_mission(specs: list[NodeSpec], workdir: Path, domain_id: int, seconds:
         if probe.started:
             report.cpu_pct = {k: 100 * (after[k][0] - before[k][0]) / seconds for k in after}
             report.rss_mb = {k: after[k][1] for k in after}
+            report.rss_start_mb = {k: before[k][1] for k in before}
         executor.shutdown()
         probe.destroy_node()
     finally:
