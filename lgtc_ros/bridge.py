@@ -170,6 +170,9 @@ class CommandWatchdog:
     again by the next command that happens to arrive; it must be re-armed with `reset`. A gap
     of ``land_after_s`` between two commands latches too, even if `update` was not called in
     between (the loop calling it may have been starved as well).
+
+    Any stream of stamped inputs can be watched this way: `flight.DroneFlight` runs a second one
+    on the drone's poses (each pose a "command" stamped at receipt; 0.5 s / 2 s by default).
     """
 
     def __init__(self, hover_after_s: float = 0.25, land_after_s: float = 1.5) -> None:

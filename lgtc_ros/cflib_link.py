@@ -18,6 +18,14 @@ One `CflibSwarmLink` owns one ``SyncCrazyflie`` per drone and uses these cflib c
   setpoints take priority over the high-level commander in the firmware, so once a drone has
   been streamed to, takeoff/land commands are ignored until this is sent. `takeoff` and `land`
   send it themselves for drones that were streaming; `stop` sends it explicitly.
+* ``LogConfig(name, period_in_ms)``, ``.add_variable('stateEstimate.x', 'float')``,
+  ``cf.log.add_config(conf)`` (checks the variables against the log TOC downloaded on connect;
+  sets ``conf.valid``, and only logs an error when the link is down), ``conf.data_received_cb``
+  (called as ``cb(timestamp_ms, {name: value}, conf)`` from cflib's packet thread), ``conf.start()``,
+  ``conf.stop()``, ``conf.delete()``: the same calls as cflib's own ``SyncLogger``, without its
+  blocking queue. `start_pose_logging` streams each drone's state estimate this way; the callback
+  thread only stores the newest sample under a lock (`take_poses` hands them over) and pokes the
+  caller (the bridge node triggers a guard condition, so its executor publishes the pose).
 
 Stream at a steady rate (20 Hz here): the firmware's commander watchdog levels a drone after
 0.5 s without setpoints and stops its motors after 2 s. Pair this with
@@ -27,7 +35,10 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +47,7 @@ import numpy as np
 try:
     import cflib.crtp
     from cflib.crazyflie import Crazyflie
+    from cflib.crazyflie.log import LogConfig
     from cflib.crazyflie.syncCrazyflie import SyncCrazyflie
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("lgtc_ros.cflib_link needs the Crazyflie Python library: pip install cflib") from exc
@@ -43,7 +55,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from lgtc_ros.frames import ArenaFrame
 from lgtc_ros.bridge import FullStateSetpoint
 
-__all__ = ["CflibSwarmLink", "DEFAULT_RW_CACHE", "default_cf_factory", "yaw_to_quaternion"]
+__all__ = ["CflibSwarmLink", "DEFAULT_RW_CACHE", "POSE_VARIABLES", "PoseSample", "default_cf_factory",
+           "yaw_to_quaternion"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +67,19 @@ DEFAULT_RW_CACHE = str(Path.home() / ".cache" / "lgtc_ros" / "cflib")
 _INT16_MM_LIMIT = 32.767
 
 _drivers_initialised = False
+
+POSE_VARIABLES = ("stateEstimate.x", "stateEstimate.y", "stateEstimate.z")
+"""The firmware's state estimate (m, world frame): what Crazyswarm2 logs for its own /{name}/pose."""
+
+
+@dataclass(frozen=True)
+class PoseSample:
+    """One logged position: metres (world frame), the caller's clock at receipt (s), the
+    Crazyflie's own clock (ms, 24 bits)."""
+
+    position_m: tuple[float, float, float]
+    received_s: float
+    timestamp_ms: int
 
 
 def _init_drivers_once() -> None:
@@ -85,7 +111,8 @@ class CflibSwarmLink:
     ``notifySetpointsStop(remainValidMillisecs=100)``) so the drone is not leveled
     in the gap before the high-level command arrives. ``cf_factory(uri)`` returns an object
     with the ``SyncCrazyflie`` interface (``open_link``, ``close_link``, ``.cf.commander``,
-    ``.cf.high_level_commander``); it defaults to a real one.
+    ``.cf.high_level_commander``, ``.cf.log``); it defaults to a real one. ``clock()`` stamps
+    logged poses at receipt (seconds; the bridge passes its node's clock).
     """
 
     def __init__(
@@ -94,6 +121,7 @@ class CflibSwarmLink:
         frame: ArenaFrame,
         dt: float = 0.05,
         cf_factory: Callable[[str], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not uris:
             raise ValueError("uris must name at least one drone, e.g. {'cf1': 'radio://0/80/2M/E7E7E7E701'}")
@@ -108,6 +136,11 @@ class CflibSwarmLink:
         self._links: dict[str, Any] = {}
         self._last: dict[str, FullStateSetpoint] = {}
         self._streaming: set[str] = set()
+        self._clock = clock
+        self._pose_lock = threading.Lock()
+        self._poses: dict[str, PoseSample] = {}
+        self._log_configs: dict[str, tuple[Any, Callable]] = {}
+        self._on_sample: Callable[[str], None] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -138,6 +171,11 @@ class CflibSwarmLink:
     def close(self) -> None:
         """Close every open link; keeps going past a failing one and re-raises the first error."""
         first_error: Exception | None = None
+        try:
+            self.stop_pose_logging()
+        except Exception as exc:  # closing the links matters more
+            logger.error("stopping the pose logs failed: %s", exc)
+            first_error = exc
         for name, scf in list(self._links.items()):
             try:
                 scf.close_link()
@@ -199,6 +237,62 @@ class CflibSwarmLink:
         if last is None:
             raise RuntimeError(f"hover({name!r}): no setpoint has been sent to {name} yet, so there is no position to hold")
         self.send(name, FullStateSetpoint(last.position_m, np.zeros(3), np.zeros(3), last.yaw_rad))
+
+    # ------------------------------------------------------------------ pose logging
+
+    def start_pose_logging(self, period_ms: int = 20, on_sample: Callable[[str], None] | None = None) -> None:
+        """Log every drone's state estimate (`POSE_VARIABLES`) every ``period_ms`` (a multiple of
+        10 ms, the firmware's unit; 20 ms = 50 Hz, above the mission's 20 Hz). ``on_sample(name)`` is
+        called from cflib's thread after each sample is stored: it must only hand over (it must not
+        touch ROS or block). Raises with the drone's name if a drone does not accept the block."""
+        period_ms = int(period_ms)
+        if period_ms % 10 or not 10 <= period_ms <= 2540:
+            raise ValueError(f"period_ms must be a multiple of 10 in 10..2540 (the firmware's 10 ms units), "
+                             f"got {period_ms}")
+        if self._log_configs:
+            raise RuntimeError("pose logging is already running; stop_pose_logging() first")
+        self._on_sample = on_sample
+        for name in self.uris:
+            scf = self._scf(name)
+            conf = LogConfig(name=f"lgtc_pose_{name}", period_in_ms=period_ms)
+            for var in POSE_VARIABLES:
+                conf.add_variable(var, "float")
+            try:
+                scf.cf.log.add_config(conf)
+            except (KeyError, AttributeError) as exc:  # not in the TOC / too large or bad period
+                self.stop_pose_logging()
+                raise RuntimeError(f"{name}: the state-estimate log block was refused: {exc}") from exc
+            if not conf.valid:  # add_config only logs when the link is down
+                self.stop_pose_logging()
+                raise RuntimeError(f"{name}: the state-estimate log block was refused (is the link up?)")
+            callback = lambda ts, data, _conf, name=name: self._on_pose_log(name, ts, data)  # noqa: E731
+            conf.data_received_cb.add_callback(callback)
+            self._log_configs[name] = (conf, callback)
+            conf.start()
+
+    def stop_pose_logging(self) -> None:
+        """Stop and delete the pose log blocks (the drones keep no block behind)."""
+        self._on_sample = None  # first: a sample arriving meanwhile pokes nobody
+        for conf, callback in self._log_configs.values():
+            conf.data_received_cb.remove_callback(callback)
+            conf.stop()
+            conf.delete()
+        self._log_configs.clear()
+
+    def take_poses(self) -> dict[str, PoseSample]:
+        """The newest sample of each drone that logged since the last call (thread-safe)."""
+        with self._pose_lock:
+            poses, self._poses = self._poses, {}
+        return poses
+
+    def _on_pose_log(self, name: str, timestamp_ms: int, data: dict) -> None:
+        # cflib's packet thread: store and poke, nothing else
+        sample = PoseSample(tuple(float(data[v]) for v in POSE_VARIABLES), float(self._clock()), int(timestamp_ms))
+        with self._pose_lock:
+            self._poses[name] = sample
+        poke = self._on_sample
+        if poke is not None:
+            poke(name)
 
     # ------------------------------------------------------------------ helpers
 

@@ -10,7 +10,9 @@ tests what a launch runs.
   drone in the drone's namespace, or one swarm_node for every drone);
 - `crazyswarm_graph`: real or Crazyswarm2-simulated drones (world_node in "hardware" mode keeps the
   virtual resources, radio, CBF, agents, and the bridge to Crazyswarm2 or straight to cflib);
-- `record_command`: `ros2 bag record` of every topic `lgtc replay` reads (names from `bags.topics`).
+- `record_command`: `ros2 bag record` of every topic `lgtc replay` reads (names from `bags.topics`);
+- `rviz:=true` (both launch files): the world publishes `lgtc/markers` and `rviz_node` starts RViz
+  with `config/lgtc.rviz`.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 
 from lgtc_ros.bags import topics
 from lgtc_ros.comm import default_names
-from lgtc_ros.scenario import load_scenario, resolve_scenario
+from lgtc_ros.scenario import config_dir, load_scenario, resolve_scenario
 
 PACKAGE = "lgtc_ros"
 
@@ -30,6 +32,9 @@ class NodeSpec:
     parameters: dict = field(default_factory=dict)
     namespace: str = ""
     """"" for swarm-wide nodes (the launch's namespace), the drone's name for per-drone nodes."""
+    package: str = PACKAGE
+    arguments: tuple[str, ...] = ()
+    """Command-line arguments before the ROS ones (launch_ros `Node(arguments=...)`)."""
 
     @property
     def full_name(self) -> str:
@@ -42,7 +47,7 @@ class NodeSpec:
 
     def ros_arguments(self, parameter_file: str) -> list[str]:
         """The arguments launch_ros passes the executable: node name, namespace, parameter file."""
-        args = ["--ros-args", "-r", f"__node:={self.name}"]
+        args = [*self.arguments, "--ros-args", "-r", f"__node:={self.name}"]
         if self.namespace:
             args += ["-r", f"__ns:=/{self.namespace}"]
         return args + ["--params-file", parameter_file]
@@ -63,6 +68,8 @@ _COMMON_ARGS = (
     LaunchArg("seed", "0", "the mission's random seed (start state, events, radio losses)"),
     LaunchArg("any_consumers", "false", "fly a model trained for another consumer count", ("true", "false")),
     LaunchArg("record", "", "a new folder: rosbag2 (MCAP) of every topic `lgtc replay` reads; empty: no recording"),
+    LaunchArg("rviz", "false", "start RViz (config/lgtc.rviz) and have the world publish lgtc/markers",
+              ("true", "false")),
 )
 
 SIM_ARGS = (
@@ -119,18 +126,30 @@ def _swarm(scenario: str, names: list[str], model: str, cbf: str, latency_ticks:
     return specs + [NodeSpec("agent_node", "lgtc_agent", {**common, **policy}, namespace=name) for name in names]
 
 
+def rviz_node() -> NodeSpec:
+    """RViz with this package's view of a mission (the world's `lgtc/markers` in frame `world`)."""
+    return NodeSpec("rviz2", "rviz2", package="rviz2", arguments=("-d", str(config_dir() / "lgtc.rviz")))
+
+
+def _world(path: str, names: list[str], mode: str, seed: int, rviz: bool) -> NodeSpec:
+    # markers only for RViz: they cost the world N more subscriptions (lgtc_ros/nodes/world_node.py)
+    return NodeSpec("world_node", "lgtc_world", {**_common(path, names), "mode": mode, "seed": int(seed),
+                                                 "markers": bool(rviz)})
+
+
 def sim_graph(scenario: str = "paper_10x4", model: str = "", cbf: str = "decentralized", latency_ticks: int = 0,
               drop_prob: float = 0.0, seed: int = 0, any_consumers: bool = False,
-              agents: str = "process") -> list[NodeSpec]:
+              agents: str = "process", rviz: bool = False) -> list[NodeSpec]:
     path, names = _mission(scenario)
-    world = NodeSpec("world_node", "lgtc_world", {**_common(path, names), "mode": "sim", "seed": int(seed)})
-    return [world, *_swarm(path, names, model, cbf, latency_ticks, drop_prob, seed, any_consumers, agents)]
+    world = _world(path, names, "sim", seed, rviz)
+    return [world, *_swarm(path, names, model, cbf, latency_ticks, drop_prob, seed, any_consumers, agents),
+            *([rviz_node()] if rviz else [])]
 
 
 def crazyswarm_graph(scenario: str = "discharge_5x3", model: str = "", cbf: str = "decentralized",
                      link: str = "crazyswarm2", uris: list[str] | None = None, seed: int = 0,
                      pose_from_tf: bool = False, autostart: bool = False,
-                     any_consumers: bool = False) -> list[NodeSpec]:
+                     any_consumers: bool = False, rviz: bool = False) -> list[NodeSpec]:
     """`link`: "crazyswarm2" (its server runs the radios; backend sim|cpp|cflib chosen in its launch)
     or "cflib" (this package's own radio link, no Crazyswarm2). `pose_from_tf`: Crazyswarm2's
     simulator publishes TF but no /{name}/pose, so the bridge republishes TF as poses."""
@@ -139,10 +158,11 @@ def crazyswarm_graph(scenario: str = "discharge_5x3", model: str = "", cbf: str 
     if link == "cflib" and len(uris or []) != len(names):
         raise ValueError(f"link cflib needs one uri per drone ({len(names)}), got {len(uris or [])}")
     common = _common(path, names)
-    world = NodeSpec("world_node", "lgtc_world", {**common, "mode": "hardware", "seed": int(seed)})
+    world = _world(path, names, "hardware", seed, rviz)
     bridge = NodeSpec("bridge_node", "lgtc_bridge", {**common, "backend": link, "uris": list(uris or [""]),
                                                      "pose_from_tf": pose_from_tf, "autostart": autostart})
-    return [world, *_swarm(path, names, model, cbf, 0, 0.0, seed, any_consumers, "process"), bridge]
+    return [world, *_swarm(path, names, model, cbf, 0, 0.0, seed, any_consumers, "process"), bridge,
+            *([rviz_node()] if rviz else [])]
 
 
 def record_command(bag: str, names: list[str]) -> list[str]:
@@ -164,8 +184,9 @@ def to_actions(specs: list[NodeSpec], record: str = "", extra_parameters: dict |
     from launch.actions import ExecuteProcess
     from launch_ros.actions import Node
 
-    actions = [Node(package=PACKAGE, executable=s.executable, name=s.name, namespace=s.namespace or None,
-                    output="screen", parameters=[{**s.parameters, **(extra_parameters or {})}]) for s in specs]
+    actions = [Node(package=s.package, executable=s.executable, name=s.name, namespace=s.namespace or None,
+                    output="screen", parameters=[{**s.parameters, **(extra_parameters or {})}],
+                    arguments=list(s.arguments) or None) for s in specs]
     if record:
         actions.append(ExecuteProcess(cmd=record_command(record, specs[0].parameters["names"]), output="screen"))
     return actions

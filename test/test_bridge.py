@@ -411,3 +411,198 @@ def test_real_cflib_accepts_our_arguments(drivers):
     q = decompress_quaternion(compress_quaternion(yaw_to_quaternion(0.3)))
     np.testing.assert_allclose(q, [0.0, 0.0, math.sin(0.15), math.cos(0.15)], atol=2e-3)
 
+
+
+# ----------------------------------------------------------------------------- cflib pose logging
+# cflib's own classes with only the radio stubbed: a real `Crazyflie` (its packet thread, its `Log`,
+# its `LogConfig` unpacking) on a `FakeRadio` that answers the log port the way the firmware does.
+
+import queue  # noqa: E402
+import struct  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+
+class FakeRadio:
+    """The link cflib's `Crazyflie(link=...)` reads and writes: answers log-block commands with
+    success (as the firmware does) and delivers the log data a test sends (`log`)."""
+
+    needs_resending = False  # a real radio's retry timers are not wanted here
+
+    def __init__(self, uri: str = "radio://0/80/2M/E7E7E7E701"):
+        from cflib.crazyflie.log import CHAN_SETTINGS, CMD_CREATE_BLOCK, CMD_START_LOGGING
+
+        self.uri, self.inbox, self.sent, self.block_id = uri, queue.Queue(), [], None
+        self._settings, self._create, self._start = CHAN_SETTINGS, CMD_CREATE_BLOCK, CMD_START_LOGGING
+        self.started = threading.Event()
+
+    def send_packet(self, pk):
+        from cflib.crtp.crtpstack import CRTPPacket, CRTPPort
+
+        self.sent.append((pk.port, pk.channel, bytes(pk.data)))
+        if pk.port == CRTPPort.LOGGING and pk.channel == self._settings:
+            cmd, block = pk.data[0], pk.data[1]
+            if cmd == self._create:
+                self.block_id = block
+            reply = CRTPPacket()
+            reply.set_header(CRTPPort.LOGGING, self._settings)
+            reply.data = bytes((cmd, block, 0))  # error 0: done
+            self.inbox.put(reply)
+            if cmd == self._start:
+                self.started.set()
+
+    def receive_packet(self, wait=0):
+        try:
+            return self.inbox.get(timeout=wait)
+        except queue.Empty:
+            return None
+
+    def log(self, timestamp_ms: int, xyz) -> None:
+        """The Crazyflie sends one sample of the pose block."""
+        from cflib.crazyflie.log import CHAN_LOGDATA
+        from cflib.crtp.crtpstack import CRTPPacket, CRTPPort
+
+        pk = CRTPPacket()
+        pk.set_header(CRTPPort.LOGGING, CHAN_LOGDATA)
+        pk.data = bytes((self.block_id,)) + timestamp_ms.to_bytes(3, "little") + struct.pack("<fff", *xyz)
+        self.inbox.put(pk)
+
+    def close(self):
+        pass
+
+
+def state_estimate_toc():
+    """The log TOC a connection downloads, with the state estimate's x, y, z (floats)."""
+    from cflib.crazyflie.log import LogTocElement
+    from cflib.crazyflie.toc import Toc
+
+    toc = Toc()
+    for ident, axis in enumerate("xyz"):
+        toc.add_element(LogTocElement(ident, bytes((7,)) + b"stateEstimate\x00" + axis.encode() + b"\x00"))  # 7: float
+    return toc
+
+
+class RadioSyncCrazyflie:
+    """`SyncCrazyflie` stand-in around cflib's real `Crazyflie` on a `FakeRadio` (connected: TOC in place)."""
+
+    def __init__(self, uri: str, toc=True):
+        from cflib.crazyflie import Crazyflie
+        from cflib.crazyflie.toc import Toc
+
+        self.radio = FakeRadio(uri)
+        self.cf = Crazyflie(link=self.radio)
+        self.cf.log.toc = state_estimate_toc() if toc else Toc()
+
+    def open_link(self):
+        pass
+
+    def close_link(self):
+        self.cf.incoming.stop()
+        self.cf.link = None
+
+
+def radio_link(clock=time.monotonic, without_toc=()):
+    made = {}
+
+    def factory(uri):
+        made[uri] = RadioSyncCrazyflie(uri, toc=uri not in without_toc)
+        return made[uri]
+
+    return CflibSwarmLink(URIS, FRAME, dt=0.05, cf_factory=factory, clock=clock), made
+
+
+def test_pose_logging_streams_the_state_estimate_through_cflibs_real_log_classes(drivers):
+    from cflib.crazyflie.log import CMD_CREATE_BLOCK, CMD_DELETE_BLOCK, CMD_START_LOGGING, CMD_STOP_LOGGING
+
+    ticks = iter(range(100, 200))
+    link, made = radio_link(clock=lambda: float(next(ticks)))
+    link.connect()
+    poked = []
+    link.start_pose_logging(20, on_sample=lambda name: poked.append((name, threading.current_thread())))
+    for uri in URIS.values():
+        radio = made[uri].radio
+        assert radio.started.wait(5.0), "the log block was never started"
+        create = next(data for port, chan, data in radio.sent if port == 5 and data[0] == CMD_CREATE_BLOCK)
+        assert create[2::2][:3] == bytes((0x77, 0x77, 0x77))            # three floats, stored and fetched as float
+        start = next(data for port, chan, data in radio.sent if port == 5 and data[0] == CMD_START_LOGGING)
+        assert start[2] == 2                                            # 20 ms, in the firmware's 10 ms units
+    made[U1].radio.log(1234, (0.5, -1.25, 0.75))
+    made[U2].radio.log(1240, (1.0, 2.0, 0.0))
+    made[U1].radio.log(1254, (0.51, -1.25, 0.8))                        # newer: replaces cf1's first sample
+    deadline = time.monotonic() + 5.0
+    while len(poked) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    poses = link.take_poses()
+    assert set(poses) == {"cf1", "cf2"} and link.take_poses() == {}       # handed over once
+    np.testing.assert_allclose(poses["cf1"].position_m, (0.51, -1.25, 0.8), rtol=1e-6)
+    assert poses["cf1"].timestamp_ms == 1254 and poses["cf2"].timestamp_ms == 1240
+    assert poses["cf1"].received_s in (101.0, 102.0) and poses["cf2"].received_s in (100.0, 101.0, 102.0)  # our clock
+    assert sorted(n for n, _ in poked) == ["cf1", "cf1", "cf2"]
+    assert all(t is not threading.main_thread() for _, t in poked)       # called back from cflib's own thread
+    link.close()                                                        # stops and deletes the blocks
+    sent = [data[0] for port, chan, data in made[U1].radio.sent if port == 5 and chan == 1]
+    assert sent[-2:] == [CMD_STOP_LOGGING, CMD_DELETE_BLOCK]
+
+
+def test_pose_logging_refuses_bad_periods_and_names_a_drone_without_the_variables(drivers):
+    link, _ = radio_link()
+    link.connect()
+    for bad in (5, 25, 0, 2550):
+        with pytest.raises(ValueError, match="multiple of 10"):
+            link.start_pose_logging(bad)
+    link.close()
+    link, _ = radio_link(without_toc=(U2,))                              # cf2's firmware lacks the variables
+    link.connect()
+    with pytest.raises(RuntimeError, match="cf2: the state-estimate log block was refused"):
+        link.start_pose_logging(20)
+    link.close()
+
+
+def test_our_log_calls_match_cflibs_signatures():
+    from cflib.crazyflie.log import Log, LogConfig
+    from cflib.crazyflie.syncLogger import SyncLogger
+
+    inspect.signature(LogConfig).bind(name="lgtc_pose_cf1", period_in_ms=20)
+    inspect.signature(LogConfig.add_variable).bind(None, "stateEstimate.x", "float")
+    inspect.signature(Log.add_config).bind(None, LogConfig("x", 20))
+    for method in ("start", "stop", "delete"):
+        inspect.signature(getattr(LogConfig, method)).bind(None)
+    # the calls cflib's own SyncLogger makes to connect and disconnect a block: we make the same ones
+    connect, disconnect = inspect.getsource(SyncLogger.connect), inspect.getsource(SyncLogger.disconnect)
+    assert "log.add_config(config)" in connect and "data_received_cb.add_callback" in connect
+    assert "config.start()" in connect and "config.stop()" in disconnect and "config.delete()" in disconnect
+
+
+# ----------------------------------------------------------------------------- Crazyswarm2's robot file
+
+
+def test_crazyflies_yaml_is_crazyswarm2s_fileversion_3_for_discharge_5x3():
+    """config/crazyflies.yaml in Crazyswarm2's current format (IMRCLab/crazyswarm2: its launch.py reads
+    `fileversion` and, from 2 on, `robot_types.<type>.motion_capture.tracking`; its servers read
+    `reference_frame` from `all`, the type or the robot when fileversion >= 3), with the discharge_5x3
+    start positions in metres."""
+    import yaml
+
+    from lgtc_ros.comm import default_names
+    from lgtc_ros.frames import FRAME_ID
+
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent
+    doc = yaml.safe_load((root / "config" / "crazyflies.yaml").read_text())
+    assert doc["fileversion"] == 3
+    scenario = load_scenario(resolve_scenario("discharge_5x3"))
+    robots = doc["robots"]
+    assert list(robots) == list(default_names(scenario.n_agents)) == ["cf1", "cf2", "cf3", "cf4", "cf5"]
+    expected = ArenaFrame.from_scenario(scenario).to_metres(scenario.initial.agent_pos)
+    for i, (name, robot) in enumerate(robots.items()):
+        assert robot["enabled"] is True
+        assert robot["uri"] == f"radio://0/80/2M/E7E7E7E70{i + 1}"
+        pos = robot["initial_position"]
+        assert len(pos) == 3 and all(type(v) is float for v in pos), pos   # Crazyswarm2 needs floats
+        np.testing.assert_allclose(pos, [*expected[i], 0.0])
+        kind = doc["robot_types"][robot["type"]]
+        assert kind["motion_capture"]["tracking"] in ("vendor", "librigidbodytracker")
+        assert {"marker", "dynamics"} <= set(kind["motion_capture"])
+    assert doc["all"]["reference_frame"] == FRAME_ID                    # poses in our frame, no leading slash
+    pose = doc["all"]["firmware_logging"]
+    assert pose["enabled"] is True and pose["default_topics"]["pose"]["frequency"] >= 20   # /cfN/pose at 20 Hz
+    assert doc["all"]["firmware_params"]["commander"]["enHighLevel"] == 1  # takeoff / land services

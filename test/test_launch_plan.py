@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lgtc_ros.bags import topics
 from lgtc_ros.launch_plan import CRAZYSWARM_ARGS, SIM_ARGS, crazyswarm_graph, record_command, sim_graph
@@ -104,6 +105,42 @@ def test_package_xml_declares_what_the_nodes_import():
         for n in ast.walk(ast.parse(path.read_text())):
             if isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
                 imported.add(n.module.split(".")[0])
-    ros = imported & {"rclpy", "geometry_msgs", "std_msgs", "std_srvs", "tf2_ros", "rcl_interfaces"}
+    ros = imported & {"rclpy", "geometry_msgs", "std_msgs", "std_srvs", "tf2_ros", "rcl_interfaces", "visualization_msgs"}
     assert ros <= deps, ros - deps
     assert "crazyflie_interfaces" in imported and "crazyflie_interfaces" not in deps  # optional, lazy
+
+
+@pytest.mark.parametrize("args", [SIM_ARGS, CRAZYSWARM_ARGS])
+def test_rviz_is_a_launch_argument_of_both_launch_files(args):
+    (rviz,) = [a for a in args if a.name == "rviz"]
+    assert (rviz.default, rviz.choices) == ("false", ("true", "false"))
+    for launch in ("sim", "crazyswarm"):  # and both hand it to the plan
+        assert 'rviz=a["rviz"] == "true"' in (ROOT / "launch" / f"{launch}.launch.py").read_text()
+
+
+@pytest.mark.parametrize("graph", [lambda **k: sim_graph("discharge_5x3", **k),
+                                   lambda **k: crazyswarm_graph("discharge_5x3", link="crazyswarm2", **k)])
+def test_rviz_true_starts_rviz_on_the_package_view_and_turns_the_markers_on(graph):
+    plain = graph()
+    assert "rviz2" not in {s.executable for s in plain}
+    assert next(s for s in plain if s.executable == "world_node").parameters["markers"] is False  # opt-in: N subs
+    specs = graph(rviz=True)
+    assert next(s for s in specs if s.executable == "world_node").parameters["markers"] is True
+    (rviz,) = [s for s in specs if s.executable == "rviz2"]
+    assert (rviz.package, rviz.name, rviz.namespace, rviz.parameters) == ("rviz2", "rviz2", "", {})
+    flag, view = rviz.arguments
+    assert flag == "-d" and Path(view) == ROOT / "config" / "lgtc.rviz" and Path(view).is_file()
+    # launch_ros puts a Node's arguments before its ROS arguments
+    assert rviz.ros_arguments("r.yaml")[:3] == ["-d", view, "--ros-args"]
+    assert len({s.full_name for s in specs}) == len(specs)
+    assert [s.executable for s in specs if s.executable != "rviz2"] == [s.executable for s in plain]
+
+
+def test_the_rviz_view_shows_the_markers_in_the_world_frame():
+    view = yaml.safe_load((ROOT / "config" / "lgtc.rviz").read_text())
+    manager = view["Visualization Manager"]
+    assert manager["Global Options"]["Fixed Frame"] == "world"
+    displays = {d["Class"]: d for d in manager["Displays"]}
+    assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == "/lgtc/markers"
+    assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Reliability Policy"] == "Reliable"
+    assert displays["rviz_default_plugins/Grid"]["Plane"] == "XY" and all(d["Enabled"] for d in displays.values())

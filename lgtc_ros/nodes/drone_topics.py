@@ -32,9 +32,9 @@ def declare_policy(node: Node) -> tuple[str, bool, float]:
 
 def load_controllers(scenario, indices: list[int], model: str, any_consumers: bool, max_age: float) -> list:
     """An `OnboardController` per drone index, each with its own copy of the policy. Errors name
-    the `model` parameter. torch and the runtime are imported here, after `run` has made Ctrl-C
-    quiet: importing torch takes seconds, and a signal during a module-level import would print
-    a traceback."""
+    the `model` parameter. torch and the runtime are imported here, once the node is being built
+    (its parameters read, Ctrl-C quiet): importing torch takes seconds, and a module that merely
+    names the node (tests, `python -m lgtc_ros.nodes.agent_node` before `run`) should not pay it."""
     import torch
 
     from lgtc_ros.frames import ArenaFrame
