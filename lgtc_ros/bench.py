@@ -5,11 +5,14 @@ Each run appends a dated section (command, machine, table) to docs/BENCHMARKS.md
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 import os
 import platform
+import re
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -122,16 +125,20 @@ def default_scenario() -> Scenario:
 
 
 def format_rows(rows: list[dict]) -> str:
-    """A markdown table per bench kind."""
+    """A markdown table per bench kind, each row marked against its target (`verdict`), the
+    kind's targets under its title."""
     out = []
     for kind in dict.fromkeys(r["bench"] for r in rows):
         group = [r for r in rows if r["bench"] == kind]
-        keys = [k for k in group[0] if k != "bench"]
+        keys = list(dict.fromkeys(k for r in group for k in r if k != "bench"))
         out.append(f"**{kind}**\n")
-        out.append("| " + " | ".join(keys) + " |")
-        out.append("|" + "---|" * len(keys))
+        goals = [f"{t.what}: {t.target}" for t in TARGETS if t.bench == kind]
+        if goals:
+            out.append("targets: " + "; ".join(goals) + "\n")
+        out.append("| " + " | ".join(keys) + " | verdict |")
+        out.append("|" + "---|" * (len(keys) + 1))
         for r in group:
-            out.append("| " + " | ".join(_fmt(r[k]) for k in keys) + " |")
+            out.append("| " + " | ".join(_fmt(r.get(k, "")) for k in keys) + f" | {verdict(r)} |")
         out.append("")
     return "\n".join(out)
 
@@ -144,18 +151,321 @@ def _fmt(v) -> str:
     return str(v)
 
 
+# ----------------------------------------------------------------------------- targets
+
+MET, MISSED, NOT_COMPARABLE = "met", "missed", "not comparable"
+HZ, HZ_TOLERANCE = 20.0, 0.10
+"""The control rate every drone's safe commands must keep (± 10 %)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of DESIGN §5 and the README's "Measured here" table: which rows of bench `bench` it
+    judges (`applies`), when a row meets it (`met`; None: reported, not judged) and the README's
+    "measured" text from the rows it applies to (`measured(judged rows, every row of the kind)`)."""
+
+    bench: str
+    what: str
+    target: str
+    applies: Callable[[dict], bool]
+    met: Callable[[dict], bool] | None
+    measured: Callable[[list[dict], list[dict]], str]
+
+
+def _ms(v: float) -> str:
+    return f"{v * 1e3:.0f} ms" if v >= 1e-3 else f"{v * 1e3:.2g} ms"
+
+
+def _sci(v: float) -> str:
+    """3.6e6, not 3.6e+06."""
+    return f"{v:.2g}".replace("e+0", "e").replace("e+", "e")
+
+
+def _rate_ok(hz: float) -> bool:
+    return HZ * (1 - HZ_TOLERANCE) - 1e-9 <= hz <= HZ * (1 + HZ_TOLERANCE) + 1e-9
+
+
+def _flat(start: float | None, end: float | None) -> bool:
+    """Memory at the end within 10 % of the start (True when not measured)."""
+    if start is None or end is None or not (math.isfinite(start) and math.isfinite(end)):
+        return True
+    return end <= 1.1 * start
+
+
+def _graph_met(r: dict) -> bool:
+    return (_rate_ok(r["cmd_hz_min"]) and r["ticks_too_close"] == 0
+            and _flat(r.get("rss_agent_mb_start"), r.get("rss_agent_mb_end")))
+
+
+def _graph_measured(judged: list[dict], _all) -> str:
+    hz = " / ".join(f"{r['cmd_hz_min']:.1f}" for r in judged)
+    closest = " / ".join(f"{r['closest_m']:.2f}" for r in judged)
+    safety = " / ".join(f"{r['safety_m']:.2g}" for r in judged)
+    poses = " / ".join(f"{r['pose_hz']:.1f}" for r in judged)
+    text = (f"safe commands at {hz} Hz (slowest drone), poses at {poses} "
+            f"Hz; closest pair {closest} m (safety {safety} m); {sum(r['ticks_too_close'] for r in judged)} "
+            f"ticks too close")
+    mem = [(r.get("rss_agent_mb_start"), r.get("rss_agent_mb_end", r.get("rss_agent_mb"))) for r in judged]
+    if all(end is not None for _, end in mem):
+        text += "; agent process " + " / ".join(f"{start:.0f} -> {end:.0f} MB" if start is not None else
+                                                 f"{end:.0f} MB" for start, end in mem)
+    return text
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("simulator", "simulator, B = 1024, N = 10", ">= 1e6 agent-steps/s, >= 50x a per-env loop",
+           lambda r: r["envs"] == 1024 and r["agents"] == 10,
+           lambda r: r["agent_steps_per_s"] >= 1e6 and r["speedup_vs_loop"] >= 50,
+           lambda j, _: "; ".join(f"{_sci(r['agent_steps_per_s'])} agent-steps/s, {r['speedup_vs_loop']:.0f}x "
+                                  f"({r.get('threads', '?')} threads)" for r in j)),
+    Target("assignment", "assignment eq. (3), N = 50, M = 10", "gap <= 1 % in < 1 s",
+           lambda r: r["agents"] == 50 and r["consumers"] == 10,
+           lambda r: r["fast_within_1s_gap_1pct"] == 1 and r["fast_max_gap"] <= 0.01 and r["fast_max_s"] < 1.0,
+           lambda j, _: "; ".join(f"median {_ms(r['fast_median_s'])}, max {_ms(r['fast_max_s'])}, gap <= "
+                                  f"{100 * r['fast_max_gap']:.2g} % over {r['instances']} instances; plain cvxpy + "
+                                  f"SCIP {r['ratio_cvxpy_over_fast_median']:.0f}x slower" for r in j)),
+    Target("policy_step", "exported per-drone step, 1 thread, 10 neighbours, M = 10", "p99 < 0.25 ms",
+           lambda r: (r["threads"], r["neighbours"], r["consumers"]) == (1, 10, 10)
+           and r.get("executor", "") != "interpreter",  # the plain-interpreter row is the comparison
+           lambda r: r["p99_ms"] < 0.25,
+           lambda j, every: "; ".join(
+               f"p50 {r['p50_ms']:.3g} ms, p99 {r['p99_ms']:.3g} ms ({r.get('executor', 'TorchScript')})"
+               for r in every if (r["threads"], r["neighbours"], r["consumers"]) == (1, 10, 10))),
+    Target("cbf", "CBF per drone, 10 neighbours (p99)", "< 0.1 ms",
+           lambda r: r["form"] == "decentralized",
+           lambda r: r["p99_ms"] < 0.1,
+           lambda j, _: ", ".join(f"{r['p99_ms']:.2g} ms ({r['scenario']})" for r in j)),
+    Target("cbf", "CBF, one swarm QP, N = 50 (p99)", "< 2 ms",
+           lambda r: r["form"] == "centralized" and r["agents"] == 50,
+           lambda r: r["p99_ms"] < 2.0,
+           lambda j, _: ", ".join(f"{r['p99_ms']:.3g} ms ({r['scenario']})" for r in j)),
+    Target("runtime", "runtime overhead, N = 50, beyond policy, CBF and simulator (p99)", "< 10 % of a tick",
+           lambda r: r["agents"] == 50,
+           lambda r: r["runtime_only_p99_pct_of_tick"] < 10.0,
+           lambda j, _: "; ".join(f"{r['runtime_only_p99_pct_of_tick']:.3g} % ({r['runtime_only_p99_ms']:.3g} ms); "
+                                  f"tick p50 {r['tick_p50_ms']:.3g} ms, policy {r['policy_p50_ms']:.3g} ms, CBF "
+                                  f"{r['cbf_p50_ms']:.3g} ms" for r in j)),
+    Target("runtime", "runtime at N = 100", "20 Hz (tick p99 < 50 ms), flat memory",
+           lambda r: r["agents"] == 100,
+           lambda r: r["tick_p99_ms"] < 1e3 / HZ and _flat(r["rss_mb_tick20"], r["rss_mb_end"]),
+           lambda j, _: "; ".join(f"tick p50 {r['tick_p50_ms']:.3g} ms, p99 {r['tick_p99_ms']:.3g} ms (policy "
+                                  f"{r['policy_p50_ms']:.3g} ms of it); {r['rss_mb_tick20']:.0f} MB after 20 ticks, "
+                                  f"{r['rss_mb_end']:.0f} MB at the end" for r in j)),
+    Target("graph", "ROS graph, one process per node (N = 5, 10)",
+           "20 Hz +-10 %, no pair inside the safety radius",
+           lambda r: r["agent_processes"] == "process" and r["agents"] in (5, 10),
+           _graph_met, _graph_measured),
+    Target("graph", "ROS graph, N = 20 agent processes", "20 Hz or say where the time goes (reported, not judged)",
+           lambda r: r["agent_processes"] == "process" and r["agents"] == 20,
+           None,
+           lambda j, _: "; ".join(f"{r['cmd_hz_min']:.1f} Hz commands, {r['pose_hz']:.1f} Hz poses, "
+                                  f"{r['ticks_too_close']} ticks too close; CPU {r['cpu_total_pct']:.0f} % of one "
+                                  f"core in all, {r['cpu_agent_pct']:.1f} % per agent process" for r in j)),
+    Target("graph", "ROS graph, `swarm_node` (N = 20, 50)", "20 Hz +-10 %, no pair inside the safety radius, "
+           "flat memory",
+           lambda r: r["agent_processes"] == "swarm" and r["agents"] in (20, 50),
+           _graph_met, _graph_measured),
+    Target("collisions", "collisions, paper_10x4 episodes", "0 with the CBF",
+           lambda r: r["cbf"] != "off",
+           lambda r: r["collisions"] == 0,
+           lambda j, every: "; ".join(
+               f"{r['collisions']} in {r['episodes']} episodes ({r['cbf']})" for r in j) + "".join(
+               f"; {r['collisions']} without the CBF" for r in every if r["cbf"] == "off")),
+    Target("training", "training LGTC-IPPO on paper_10x4", "< 2 h on 2 cores",
+           lambda r: True,
+           lambda r: r["wall_min"] < 120,
+           lambda j, _: "; ".join(f"{r['wall_min']:.0f} min for {int(r['env_steps']):,} env-steps "
+                                  f"({r['env_steps_per_s']:.0f} env-steps/s)" for r in j)),
+)
+"""Every target `lgtc bench` marks, in the README's order (DESIGN §5; the README adds the ROS graph's)."""
+
+
+def _judge(target: Target, row: dict) -> str | None:
+    """The target's verdict on `row`, None when it does not apply (a row lacking a field it needs,
+    e.g. one from an older bench, is not comparable)."""
+    try:
+        if row.get("bench") != target.bench or not target.applies(row):
+            return None
+        if target.met is None:
+            return NOT_COMPARABLE
+        return MET if target.met(row) else MISSED
+    except (KeyError, TypeError):
+        return NOT_COMPARABLE
+
+
+def verdict(row: dict) -> str:
+    """met / missed / not comparable: `row` against every target that applies to it."""
+    got = [v for v in (_judge(t, row) for t in TARGETS) if v is not None]
+    if MISSED in got:
+        return MISSED
+    if MET in got:
+        return MET
+    return NOT_COMPARABLE
+
+
+def marks(rows: list[dict]) -> str:
+    """One line: how many rows met, missed or cannot be compared with their targets, and which missed."""
+    got = [(r, verdict(r)) for r in rows]
+    counts = {v: sum(x == v for _, x in got) for v in (MET, MISSED, NOT_COMPARABLE)}
+    missed = [f"{r['bench']} " + ", ".join(f"{k}={_fmt(r[k])}" for k in _KEYS.get(r["bench"], ()) if k in r)
+              for r, v in got if v == MISSED]
+    line = f"targets: {counts[MET]} met, {counts[MISSED]} missed, {counts[NOT_COMPARABLE]} not comparable"
+    return line + (f" (missed: {'; '.join(missed)})" if missed else "")
+
+
+_KEYS = {"simulator": ("envs",), "assignment": ("agents",), "policy_step": ("executor", "p99_ms"),
+         "cbf": ("form", "scenario", "p99_ms"), "runtime": ("agents", "runtime_only_p99_pct_of_tick", "tick_p99_ms"),
+         "graph": ("agents", "agent_processes", "cmd_hz_min", "ticks_too_close"), "collisions": ("cbf", "collisions"),
+         "training": ("wall_min",)}
+"""The fields naming a row and its number in `marks`."""
+
+
+# ----------------------------------------------------------------------------- the README's table
+
+README_BEGIN = ("<!-- measured: begin (generated by `lgtc bench` from docs/bench_last.json; "
+                "lgtc_ros.bench.readme_table) -->")
+README_END = "<!-- measured: end -->"
+
+
+def readme_table(rows: list[dict]) -> str:
+    """The README's "Measured here" table: one line per target (`TARGETS`) with the rows of the
+    latest bench it applies to; a target no row applies to says "not measured"."""
+    out = ["| what | target | measured | verdict |", "|---|---|---|---|"]
+    for t in TARGETS:
+        every = [r for r in rows if r.get("bench") == t.bench]
+        judged = [(r, v) for r, v in ((r, _judge(t, r)) for r in every) if v is not None]
+        if not judged:
+            out.append(f"| {t.what} | {t.target} | not measured | not comparable |")
+            continue
+        try:
+            text = t.measured([r for r, _ in judged], every)
+        except (KeyError, TypeError, ValueError):
+            text = "measured by an older bench: fields missing"
+        verdicts = {v for _, v in judged}
+        mark = MISSED if MISSED in verdicts else MET if verdicts == {MET} else NOT_COMPARABLE
+        out.append(f"| {t.what} | {t.target} | {text} | {'**missed**' if mark == MISSED else mark} |")
+    return "\n".join(out) + "\n"
+
+
+def update_readme(readme: str | Path, rows: list[dict]) -> bool:
+    """Replace the table between `README_BEGIN` and `README_END` in `readme` by `readme_table(rows)`.
+    False (nothing written) when the file or the markers are missing."""
+    readme = Path(readme)
+    if not readme.is_file():
+        return False
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_BEGIN}\n{readme_table(rows)}{README_END}{tail}")
+    return True
+
+
+def readme_rows_in(readme: str | Path) -> str:
+    """The generated table as it stands in `readme` (between the markers)."""
+    text = Path(readme).read_text()
+    return text.split(README_BEGIN, 1)[1].split(README_END, 1)[0].lstrip("\n")
+
+
+# ----------------------------------------------------------------------------- the last run of every bench
+
+BENCH_ORDER = ("simulator", "assignment", "cbf", "policy_step", "runtime", "collisions", "graph", "training")
+
+
+def _plain(v):
+    """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def record_last(rows: list[dict], command: str, machine_info: str, path: str | Path = "docs/bench_last.json",
+                stamp: str | None = None) -> Path:
+    """Keep in `path` the rows of the latest run of every bench kind: the kinds in `rows` replace
+    theirs (with the run's date, command and machine); the others stay. The README's table is made
+    from this file."""
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    kinds = data.setdefault("kinds", {})
+    stamp = stamp or _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    for kind in dict.fromkeys(r["bench"] for r in rows):
+        kinds[kind] = {"date": stamp, "command": command, "machine": machine_info,
+                       "rows": _plain([r for r in rows if r["bench"] == kind])}
+    data["kinds"] = {k: kinds[k] for k in sorted(kinds, key=lambda k: (BENCH_ORDER + (k,)).index(k))}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
+    return path
+
+
+def last_rows(path: str | Path = "docs/bench_last.json") -> list[dict]:
+    """Every row `record_last` kept, in bench order."""
+    data = json.loads(Path(path).read_text())
+    return [r for kind in data.get("kinds", {}).values() for r in kind["rows"]]
+
+
+def read_report(text: str) -> list[tuple[str, str, str, list[dict]]]:
+    """The sections of a BENCHMARKS.md as (date, command, machine, rows): its tables read back into
+    rows (numbers as printed, 3 significant digits; the verdict column left out)."""
+    sections = []
+    for block in text.split("\n## ")[1:]:
+        date = block.splitlines()[0].strip()
+        command = (re.search(r"- command: `(.*)`", block) or [None, ""])[1]
+        machine_info = (re.search(r"- machine: (.*)", block) or [None, ""])[1]
+        rows, kind, keys = [], None, None
+        for line in block.splitlines():
+            if m := re.fullmatch(r"\*\*(\w+)\*\*", line.strip()):
+                kind, keys = m[1], None
+            elif line.startswith("|") and kind and not line.startswith("|---"):
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                if keys is None:
+                    keys = cells
+                    continue
+                row = {"bench": kind}
+                row.update({k: _parse(c) for k, c in zip(keys, cells) if k != "verdict"})
+                rows.append(row)
+        sections.append((date, command, machine_info, rows))
+    return sections
+
+
+def _parse(cell: str):
+    for cast in (int, float):
+        try:
+            return cast(cell)
+        except ValueError:
+            pass
+    return cell
+
+
 def append_report(rows: list[dict], command: str, path: str | Path = "docs/BENCHMARKS.md",
-                  machine_info: str | None = None) -> Path:
-    """Append a dated section with the command, the machine and the tables to BENCHMARKS.md."""
+                  machine_info: str | None = None, last: str | Path | None = "auto",
+                  readme: str | Path | None = "auto") -> Path:
+    """Append a dated section with the command, the machine and the tables (marked against their
+    targets) to BENCHMARKS.md; keep the rows as the latest of their benches in `last` (default
+    bench_last.json beside the report) and rewrite the README's table from that file (default: the
+    README.md of the report folder's parent, when it has the markers)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         path.write_text("# Benchmarks\n\nEvery section below was appended by `lgtc bench` (the command is "
                         "given); numbers are measured, never edited by hand. Targets: DESIGN §5.\n")
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    section = f"\n## {stamp}\n\n- command: `{command}`\n- machine: {machine_info or machine()}\n\n{format_rows(rows)}\n"
+    machine_info = machine_info or machine()
+    section = f"\n## {stamp}\n\n- command: `{command}`\n- machine: {machine_info}\n\n{format_rows(rows)}\n"
     with path.open("a") as fh:
         fh.write(section)
+    if last is not None and rows:
+        last = path.with_name("bench_last.json") if last == "auto" else Path(last)
+        record_last(rows, command, machine_info, last, stamp)
+        if readme is not None:
+            readme = path.resolve().parent.parent / "README.md" if readme == "auto" else Path(readme)
+            update_readme(readme, last_rows(last))
     return path
 
 

@@ -12,6 +12,11 @@
     lgtc export --policy RUN/policy.pt --scenario FILE --out models/NAME.pt
     lgtc sweep  --policy MODEL --policy expert --agents 5 10 20 --consumers 2 4 10 --episodes K --out DIR
                 (Fig. 4: return over team size and over consumer count)
+
+Every command: --threads N (torch/OpenMP threads, default 1, recorded in the summary or config).
+Outputs (lgtc_ros.outputs): nothing existing is written over without --force, the shipped
+models/ never; folders are built in a staging folder and renamed into place; a lock beside the
+target refuses a second writer. Errors: one line `lgtc: ...` on stderr, exit status 2.
 """
 from __future__ import annotations
 
@@ -20,11 +25,102 @@ import dataclasses
 import datetime as _dt
 import json
 import math
+import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 
 DEFAULT_SCENARIO = "paper_10x4"
+
+
+class Failure(SystemExit):
+    """A one-line error: `main` prints `lgtc: <message>` to stderr and the process exits with
+    status 2, no traceback. str() is the message (`pytest.raises(SystemExit, match=...)` works)."""
+
+    def __init__(self, message: str):
+        message = " ".join(str(message).split("\n")).strip()
+        super().__init__(message if message.startswith("lgtc: ") else f"lgtc: {message}")
+        self.code = 2
+
+
+def _user_errors() -> tuple[type, ...]:
+    """The library's error types whose message is the whole story (no traceback): models,
+    outputs, scenarios, shipped-model lookup, bags. Only from modules already imported (the
+    error cannot come from one that is not), so no command imports torch just for this."""
+    names = {"lgtc_ros.policy.export": "ModelError", "lgtc_ros.outputs": "OutputError",
+             "lgtc_ros.scenario": "ScenarioError", "lgtc_ros.policy.shipped": "NoShippedModel",
+             "lgtc_ros.bags": "BagError", "rosbags.rosbag2.errors": "WriterError"}
+    return tuple(getattr(sys.modules[m], c) for m, c in names.items() if m in sys.modules and hasattr(sys.modules[m], c))
+
+
+def set_threads(n: int, torch_too: bool = True) -> None:
+    """torch's intra-op (and OpenMP/MKL) threads and its inter-op pool: `--threads` (default 1,
+    the cores are shared; 2 threads on 2 busy cores made `lgtc eval` 7x slower)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    if not torch_too:
+        return
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(n)
+    except RuntimeError:  # only settable once per process, before any inter-op work
+        pass
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: must be >= {low}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: a probability in [0, 1]")
+    return value
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default (not the empty ones: None, False)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default in ("", argparse.SUPPRESS) \
+                or "(default" in (action.help or ""):  # (help that says its default its own way)
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Defaults in every --help (subcommands too); a usage error is one line, exit status 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"lgtc: {message} (see `{self.prog} --help`)\n")
+
+
+def _inside(path, folder) -> bool:
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+        return True
+    except ValueError:
+        return False
 
 
 def _scenario(name: str):
@@ -46,13 +142,9 @@ def make_policy(name: str, seed: int, scenario=None, any_consumers: bool = False
     if name == "random":
         return RandomPolicy(seed)
     if Path(name).suffix == ".pt" or Path(name).exists():
-        from lgtc_ros.policy.export import ModelMismatch
         from lgtc_ros.policy.learned import LearnedPolicy
 
-        try:
-            return LearnedPolicy.load(name, scenario, allow_consumer_change=any_consumers)
-        except (ModelMismatch, FileNotFoundError) as exc:
-            raise SystemExit(f"lgtc: {exc}") from None
+        return LearnedPolicy.load(name, scenario, allow_consumer_change=any_consumers)  # ModelError: one line
     raise SystemExit(f"lgtc: unknown policy '{name}' (use expert, random or a model .pt file)")
 
 
@@ -79,48 +171,116 @@ def format_summary(summary: dict, title: str) -> str:
 
 
 def run_sim(args) -> int:
-    from tqdm import tqdm
+    from contextlib import ExitStack
 
-    from lgtc_ros.evaluate import rollout, write_trace_csv
-    from lgtc_ros.plots import trajectory_png
+    from lgtc_ros.outputs import staged_dir
 
     if args.episodes < 1:
         raise SystemExit("lgtc: --episodes must be >= 1")
     scenario = _scenario(args.scenario)
-    label = Path(args.policy).stem
-    runtime = args.runtime or args.record is not None
-    if runtime:
-        stats, trace, extra = _run_missions(scenario, args, label)
-    else:
-        policy = make_policy(args.policy, args.seed, scenario, args.any_consumers)
-        with tqdm(total=args.episodes, desc=f"{scenario.name} / {label}", unit="ep",
-                  file=sys.stderr, disable=args.quiet) as bar:
-            stats, trace = rollout(scenario, policy, args.episodes, seed=args.seed,
-                                   trace=args.out is not None, progress=bar.update)
-        extra = {}
-    summary = {"scenario": scenario.name, "policy": args.policy, "seed": args.seed, **stats.summary(), **extra}
-    if args.out is not None:
-        out = Path(args.out)
-        write_trace_csv(trace, scenario, out / "steps.csv")
-        trajectory_png(trace, scenario, out / "trajectory.png",
-                       title=f"{scenario.name}, {label}, seed {args.seed} (episode 0)")
-        (out / "summary.json").write_text(json.dumps(json.loads(to_json(summary)), indent=2) + "\n")
-        summary["out"] = str(out)
-    if args.json:
-        print(to_json(summary))
-    else:
-        print(format_summary(summary, f"lgtc sim: {args.episodes} episode(s)" + (" (per-drone runtime)" if runtime else "")))
-        if args.out is not None:
-            print(f"wrote {out}/trajectory.png, {out}/steps.csv, {out}/summary.json")
+    if args.record is not None and args.out is not None and Path(args.record).resolve() == Path(args.out).resolve():
+        raise SystemExit("lgtc: --record and --out name the same folder: put the bag inside --out or elsewhere")
+    with ExitStack() as stack:  # everything is built in staging folders, renamed into place at the end
+        out_dir = stack.enter_context(staged_dir(args.out, args.force)) if args.out is not None else None
+        record_dir = None
         if args.record is not None:
-            print(f"recorded {args.record} (replay with: lgtc replay {args.record})")
+            if args.out is not None and _inside(args.record, args.out):
+                record_dir = out_dir / Path(args.record).resolve().relative_to(Path(args.out).resolve())
+            else:
+                record_dir = stack.enter_context(staged_dir(args.record, args.force, "--record"))
+                record_dir.rmdir()  # the bag writer creates its folder itself
+        summary = _simulate(scenario, args, out_dir, record_dir)
+    _print_sim(summary, args)
     return 0
 
 
-def _run_missions(scenario, args, label):
-    """Episodes through the per-drone runtime (radio, CBF); the first one is recorded if asked."""
+def _simulate(scenario, args, out_dir: Path | None, record_dir: Path | None) -> dict:
+    """Roll out (batched, or through the runtime when recording); write the outputs into `out_dir`
+    (a staging folder; `args.out` is where it will be). Returns the summary."""
+    from lgtc_ros.evaluate import rollout, write_trace_csv
+    from lgtc_ros.plots import trajectory_png
+
+    label = Path(args.policy).stem
+    runtime = args.runtime or record_dir is not None
+    if runtime:
+        stats, trace, extra = _run_missions(scenario, args, label, record_dir)
+    else:
+        policy = make_policy(args.policy, args.seed, scenario, args.any_consumers)
+        _note_identical_episodes(scenario, args, runtime)
+        with _EpisodeBar(args.episodes, scenario, f"{scenario.name} / {label}", args.quiet) as bar:
+            stats, trace = rollout(scenario, policy, args.episodes, seed=args.seed, trace=out_dir is not None,
+                                   on_step=bar)
+        extra = {}
+    summary = {"scenario": scenario.name, "policy": args.policy, "seed": args.seed, **stats.summary(), **extra,
+               "threads": args.threads}
+    if out_dir is not None:
+        write_trace_csv(trace, scenario, out_dir / STEPS_CSV)
+        trajectory_png(trace, scenario, out_dir / "trajectory.png",
+                       title=f"{scenario.name}, {label}, seed {args.seed} (episode 0)")
+        summary["steps_csv"] = f"{STEPS_CSV}: episode 0 of {args.episodes}, one row per step and drone"
+        (out_dir / "summary.json").write_text(json.dumps(json.loads(to_json(summary)), indent=2) + "\n")
+        summary["out"] = str(args.out)
+    summary["_runtime"] = runtime
+    return summary
+
+
+STEPS_CSV = "steps_episode0.csv"
+
+
+def _note_identical_episodes(scenario, args, runtime: bool) -> None:
+    """A scenario with a fixed start and no random event flies the same episode every time."""
+    init = scenario.initial
+    if (args.episodes > 1 and args.policy != "random" and (not runtime or args.drop == 0)
+            and None not in (init.agent_pos, init.supply, init.consumer_pos, init.demand)
+            and scenario.random.discharge_probability == 0):
+        print(f"lgtc: note: {scenario.name} has a fixed start and no random events: its {args.episodes} episodes "
+              f"are identical (--episodes 1 is enough)", file=sys.stderr)
+
+
+def _print_sim(summary: dict, args) -> None:
+    runtime = summary.pop("_runtime")
+    if args.json:
+        print(to_json(summary))
+    else:
+        print(format_summary({k: v for k, v in summary.items() if k != "steps_csv"},
+                             f"lgtc sim: {args.episodes} episode(s)" + (" (per-drone runtime)" if runtime else "")))
+        if args.out is not None:
+            out = Path(args.out)
+            print(f"wrote {out}/trajectory.png, {out}/{STEPS_CSV} (episode 0: one row per step and drone), "
+                  f"{out}/summary.json")
+        if args.record is not None:
+            print(f"recorded {args.record} (episode 0; replay with: lgtc replay {args.record})")
+
+
+class _EpisodeBar:
+    """A progress bar in episodes that moves at every simulation step (a batch of 64 episodes
+    ends all at once, 200 steps later): pass the bar as `rollout(on_step=bar)`; `bar.note(text)`
+    shows what runs."""
+
+    def __init__(self, episodes: int, scenario, desc: str, quiet: bool):
+        from tqdm import tqdm
+
+        self.steps = max(scenario.episode_steps, 1)
+        self.bar = tqdm(total=episodes, desc=desc, file=sys.stderr, disable=quiet,
+                        bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} episodes [{elapsed}<{remaining}{postfix}]")
+
+    def __call__(self, envs: int) -> None:
+        self.bar.update(envs / self.steps)
+
+    def note(self, text: str) -> None:
+        self.bar.set_postfix_str(text)
+
+    def __enter__(self) -> "_EpisodeBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+
+def _run_missions(scenario, args, label, record_dir: Path | None = None):
+    """Episodes through the per-drone runtime (radio, CBF); the first one is recorded into
+    `record_dir` if given."""
     import numpy as np
-    import torch
     from tqdm import tqdm
 
     from lgtc_ros.evaluate import _merge
@@ -128,29 +288,25 @@ def _run_missions(scenario, args, label):
     from lgtc_ros.runtime.radio import RadioConfig
     from lgtc_ros.runtime.swarm import RuntimeConfig, SwarmRuntime
 
-    torch.set_num_threads(1)  # one drone, one thread: what a companion computer or a node gets
     config = RuntimeConfig(cbf=args.cbf, radio=RadioConfig(latency_ticks=args.latency, drop_prob=args.drop,
                                                            seed=args.seed))
+    config.radio.validate()  # (the parser checks the ranges; this is the runtime's own word)
     if args.policy in ("expert", "random"):
         drones, central = None, make_policy(args.policy, args.seed)
     else:
-        from lgtc_ros.policy.export import ModelMismatch
-
-        try:
-            drones, _ = load_drone_modules(args.policy, scenario, scenario.n_agents, args.any_consumers)
-        except (ModelMismatch, FileNotFoundError) as exc:
-            raise SystemExit(f"lgtc: {exc}") from None
+        drones, _ = load_drone_modules(args.policy, scenario, scenario.n_agents, args.any_consumers)  # ModelError
         central = None
+    _note_identical_episodes(scenario, args, True)
     results = []
     with tqdm(total=args.episodes * scenario.episode_steps, desc=f"{scenario.name} / {label} (runtime)",
               unit="tick", file=sys.stderr, disable=args.quiet) as bar:
         for k in range(args.episodes):
-            recorder = _recorder(scenario, args, label) if (k == 0 and args.record is not None) else None
+            recorder = _recorder(scenario, args, record_dir) if (k == 0 and record_dir is not None) else None
             rt = SwarmRuntime(scenario, drones=drones, centralized=central, config=config, seed=args.seed + k,
                               recorder=recorder)
             try:
                 if recorder is not None:
-                    recorder.open()
+                    _open_recorder(recorder, args)
                 results.append(rt.run(progress=bar.update))
             finally:
                 if recorder is not None:
@@ -164,27 +320,43 @@ def _run_missions(scenario, args, label):
     return _merge([r.stats for r in results]), results[0].trace, extra
 
 
-def _recorder(scenario, args, label):
+def _open_recorder(recorder, args) -> None:
+    from rosbags.rosbag2 import WriterError
+
+    try:
+        recorder.open()
+    except (WriterError, OSError) as exc:
+        raise Failure(f"--record {args.record}: cannot write the bag: {exc}") from None
+
+
+def _recorder(scenario, args, path: Path):
+    from rosbags.rosbag2 import WriterError
+
     from lgtc_ros.bags import BagRecorder
 
-    path = Path(args.record)
-    if path.exists():
-        raise SystemExit(f"lgtc: {path} exists; choose a new --record folder")
     meta = {"scenario": scenario.name, "scenario_file": scenario.source, "policy": args.policy, "seed": args.seed,
             "dt": scenario.dt, "cbf": args.cbf, "comm_radius": scenario.comm_radius,
             "consumer_radius": scenario.consumer_radius, "latency_ticks": args.latency, "drop_prob": args.drop,
             "events": [{"time_s": e.time_s, "kind": e.kind, "agent": e.agent, "select": e.select}
                        for e in scenario.events]}
-    return BagRecorder(path, scenario.n_agents, arena_size_m=scenario.arena_size_m, altitude_m=scenario.altitude_m,
-                       metadata=meta)
+    try:
+        return BagRecorder(path, scenario.n_agents, arena_size_m=scenario.arena_size_m,
+                           altitude_m=scenario.altitude_m, metadata=meta)
+    except WriterError as exc:
+        raise Failure(f"--record {args.record}: cannot write the bag: {exc}") from None
 
 
 def run_replay(args) -> int:
     from lgtc_ros.bags import BagError
+    from lgtc_ros.outputs import staged_dir
     from lgtc_ros.replay import markdown, report
 
+    bag = Path(args.bag)
+    out = Path(args.out) if args.out is not None else bag.parent / f"{bag.name}_report"
     try:
-        result = report(args.bag, args.out, args.policy, any_consumers=args.any_consumers)
+        with staged_dir(out, args.force) as tmp:
+            result = report(args.bag, tmp, args.policy, any_consumers=args.any_consumers)
+            _retarget_report(tmp, out, result, {"threads": args.threads})
     except (BagError, FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"lgtc: {exc}") from None
     if args.json:
@@ -195,13 +367,23 @@ def run_replay(args) -> int:
     return 0
 
 
+def _retarget_report(staged: Path, final: Path, result: dict, extra: dict) -> None:
+    """`replay.report` wrote into a staging folder: its file list must name where they will be."""
+    result["files"] = [str(final / Path(f).name) for f in result["files"]]
+    result.update(extra)
+    path = staged / "report.json"
+    payload = json.loads(path.read_text())
+    payload["files"] = result["files"]
+    payload.update(extra)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
 def run_sweep(args) -> int:
     """Fig. 4: every policy on variants of one mission over N and over M; CSV, markdown, PNG."""
     import csv
 
-    from tqdm import tqdm
-
     from lgtc_ros import sweep
+    from lgtc_ros.outputs import staged_dir
     from lgtc_ros.scenario import ScenarioError
 
     if args.episodes < 1:
@@ -209,34 +391,33 @@ def run_sweep(args) -> int:
     base = _scenario(args.scenario)
     policies = {}
     for name in args.policy:
-        if name not in ("expert", "random") and not Path(name).is_file():  # fail now, not an hour later
-            raise SystemExit(f"lgtc: unknown policy '{name}' (use expert, random or a model .pt file)")
+        if name not in ("expert", "random"):  # a model: check it now, not an hour later (ModelError)
+            make_policy(name, args.seed, base, any_consumers=True)
         label = "expert" if name == "expert" else "random" if name == "random" else Path(name).stem
         policies[label] = lambda s, name=name: make_policy(name, args.seed, s, any_consumers=True)
     cases = (len(args.agents) + len(args.consumers)) * len(policies)
-    with tqdm(total=cases, desc="sweep", file=sys.stderr, disable=args.quiet) as bar:
-        def note(msg):
-            bar.set_postfix_str(msg)
-            bar.update()
-        try:
-            rows = sweep.sweep(base, policies, args.agents, args.consumers, args.episodes, args.seed,
-                               args.fixed_agents, args.fixed_consumers, progress=note)
-        except ScenarioError as exc:
-            raise SystemExit(f"lgtc: {exc}") from None
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "sweep.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    (out / "sweep.md").write_text(f"# Fig. 4 sweep: {base.name}, {args.episodes} episodes per case, seed {args.seed}\n\n"
-                                  f"`lgtc sweep {' '.join(sys.argv[2:])}`\n\n" + sweep.markdown(rows))
-    png = sweep.plot(rows, out / "fig4.png", f"{base.name}: per-agent return, {args.episodes} episodes per point")
+    with staged_dir(out, args.force) as tmp:
+        with _EpisodeBar(cases * args.episodes, base, "sweep", args.quiet) as bar:
+            try:
+                rows = sweep.sweep(base, policies, args.agents, args.consumers, args.episodes, args.seed,
+                                   args.fixed_agents, args.fixed_consumers, progress=bar.note, on_step=bar)
+            except ScenarioError as exc:
+                raise SystemExit(f"lgtc: {exc}") from None
+        with (tmp / "sweep.csv").open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        (tmp / "sweep.md").write_text(
+            f"# Fig. 4 sweep: {base.name}, {args.episodes} episodes per case, seed {args.seed}\n\n"
+            f"`lgtc sweep {' '.join(shlex.quote(a) for a in sys.argv[2:])}` ({args.threads} torch thread(s))\n\n"
+            + sweep.markdown(rows))
+        sweep.plot(rows, tmp / "fig4.png", f"{base.name}: per-agent return, {args.episodes} episodes per point")
     if args.json:
-        print(to_json({"rows": rows, "out": str(out)}))
+        print(to_json({"rows": rows, "out": str(out), "threads": args.threads}))
     else:
         print(sweep.markdown(rows))
-        print(f"wrote {out}/sweep.csv, {out}/sweep.md, {png}")
+        print(f"wrote {out}/sweep.csv, {out}/sweep.md, {out}/fig4.png")
     return 0
 
 
@@ -244,33 +425,32 @@ def run_eval(args) -> int:
     """K episodes -> mean/std table, per-episode CSV, markdown summary; --json for scripts."""
     import csv
 
-    from tqdm import tqdm
-
     from lgtc_ros.evaluate import rollout
+    from lgtc_ros.outputs import staged_dir
 
     if args.episodes < 1:
         raise SystemExit("lgtc: --episodes must be >= 1")
     scenario = _scenario(args.scenario)
     policy = make_policy(args.policy, args.seed, scenario, args.any_consumers)
     label = Path(args.policy).stem
-    with tqdm(total=args.episodes, desc=f"eval {scenario.name} / {label}", unit="ep", file=sys.stderr,
-              disable=args.quiet) as bar:
-        stats, _ = rollout(scenario, policy, args.episodes, seed=args.seed, progress=bar.update)
-    summary = {"scenario": scenario.name, "policy": args.policy, "seed": args.seed, **stats.summary()}
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/eval-{scenario.name}-{label}-{stamp}")
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "episodes.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        terms = list(stats.term_returns)
-        w.writerow(["episode", "return", *[f"return_{k}" for k in terms], "demand_satisfied_pct", "collisions",
-                    "min_distance", "time_to_cover_s"])
-        for k in range(stats.returns.size):
-            w.writerow([k, f"{stats.returns[k]:.5f}", *[f"{stats.term_returns[t][k]:.5f}" for t in terms],
-                        f"{stats.demand_satisfied_pct[k]:.3f}", int(stats.collisions[k]),
-                        f"{stats.min_distance[k]:.4f}", f"{stats.time_to_cover_s[k]:.2f}"])
-    (out / "summary.md").write_text(markdown_summary(summary, stats) + "\n")
-    (out / "summary.json").write_text(json.dumps(json.loads(to_json(summary)), indent=2) + "\n")
+    with staged_dir(out, args.force) as tmp:
+        with _EpisodeBar(args.episodes, scenario, f"eval {scenario.name} / {label}", args.quiet) as bar:
+            stats, _ = rollout(scenario, policy, args.episodes, seed=args.seed, on_step=bar)
+        summary = {"scenario": scenario.name, "policy": args.policy, "seed": args.seed, **stats.summary(),
+                   "threads": args.threads}
+        with (tmp / "episodes.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            terms = list(stats.term_returns)
+            w.writerow(["episode", "return", *[f"return_{k}" for k in terms], "demand_satisfied_pct", "collisions",
+                        "min_distance", "time_to_cover_s"])
+            for k in range(stats.returns.size):
+                w.writerow([k, f"{stats.returns[k]:.5f}", *[f"{stats.term_returns[t][k]:.5f}" for t in terms],
+                            f"{stats.demand_satisfied_pct[k]:.3f}", int(stats.collisions[k]),
+                            f"{stats.min_distance[k]:.4f}", f"{stats.time_to_cover_s[k]:.2f}"])
+        (tmp / "summary.md").write_text(markdown_summary(summary, stats) + "\n")
+        (tmp / "summary.json").write_text(json.dumps(json.loads(to_json(summary)), indent=2) + "\n")
     if args.json:
         print(to_json({**summary, "out": str(out)}))
     else:
@@ -297,24 +477,31 @@ def markdown_summary(summary: dict, stats) -> str:
 
 
 def run_export(args) -> int:
+    from lgtc_ros.outputs import Lock, check_target
     from lgtc_ros.policy.checkpoint import load_policy
     from lgtc_ros.policy.export import export
 
     scenario = _scenario(args.scenario)
-    try:
-        model, ck = load_policy(args.policy)
-    except FileNotFoundError as exc:
-        raise SystemExit(f"lgtc: {exc}") from None
-    if model.cfg.n_resources != scenario.n_resources:
-        raise SystemExit(f"lgtc: {args.policy} has r = {model.cfg.n_resources}, scenario {scenario.name} has "
-                         f"r = {scenario.n_resources}")
-    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
-    v_max = ck.get("v_max") or scenario.v_max
-    import dataclasses as _dc
-
-    scenario = _dc.replace(scenario, v_max=v_max)
-    pt, meta = export(model, scenario, args.out, training={"args": ck.get("args", {}), "source": args.policy},
-                      metrics=metrics)
+    out = Path(args.out)
+    if out.suffix != ".pt":
+        raise SystemExit(f"lgtc: --out {out}: name the model file NAME.pt (NAME.json is written beside it)")
+    with Lock(out):
+        for path in (out, out.with_suffix(".json")):
+            check_target(path, args.force)
+        model, ck = load_policy(args.policy)  # ModelError: missing, truncated, exported already, ...
+        if model.cfg.n_resources != scenario.n_resources:
+            raise SystemExit(f"lgtc: {args.policy} has r = {model.cfg.n_resources}, scenario {scenario.name} has "
+                             f"r = {scenario.n_resources}")
+        metrics = {}
+        if args.metrics:
+            try:
+                metrics = json.loads(Path(args.metrics).read_text())
+            except (OSError, ValueError) as exc:
+                raise SystemExit(f"lgtc: --metrics {args.metrics}: not a readable JSON file ({exc})") from None
+        v_max = ck.get("v_max") or scenario.v_max
+        scenario = dataclasses.replace(scenario, v_max=v_max)
+        pt, meta = export(model, scenario, out, training={"args": ck.get("args", {}), "source": args.policy},
+                          metrics=metrics)
     print(f"exported {pt} and {meta}")
     return 0
 
@@ -322,23 +509,28 @@ def run_export(args) -> int:
 def run_demo(args) -> int:
     """Default mission through the per-drone runtime with the shipped policy and the CBF, recorded
     to a rosbag2, then replayed into a report."""
+    from lgtc_ros.outputs import staged_dir
     from lgtc_ros.policy.shipped import NoShippedModel, default_model
     from lgtc_ros.replay import report
 
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/demo-{stamp}")
     args.scenario, args.seed, args.out = DEFAULT_SCENARIO, 0, str(out)
+    scenario = _scenario(DEFAULT_SCENARIO)
     try:
-        args.policy = str(default_model(_scenario(DEFAULT_SCENARIO)))
+        args.policy = str(default_model(scenario))
     except NoShippedModel as exc:
         print(f"lgtc: {exc}; flying the expert instead", file=sys.stderr)
         args.policy = "expert"
     args.runtime, args.record, args.cbf, args.latency, args.drop = True, str(out / "bag"), "decentralized", 0, 0.0
     args.any_consumers = False
-    code = run_sim(args)
-    result = report(out / "bag", out / "replay")
+    with staged_dir(out, args.force) as tmp:  # the folder appears complete, or not at all
+        summary = _simulate(scenario, args, tmp, tmp / "bag")
+        result = report(tmp / "bag", tmp / "replay")
+        _retarget_report(tmp / "replay", out / "replay", result, {"threads": args.threads})
+    _print_sim(summary, args)
     print(f"replay report: {', '.join(result['files'])}")
-    return code
+    return 0
 
 
 def run_bench(args) -> int:
@@ -391,18 +583,29 @@ def run_bench(args) -> int:
     if not args.no_write:
         path = bench.append_report(rows, command, args.report, machine_info)
         print(f"appended to {path}", file=sys.stderr)
-    print(to_json({"machine": bench.machine(), "rows": rows}) if args.json else bench.format_rows(rows))
+    print(to_json({"machine": bench.machine(), "rows": rows, "verdicts": [bench.verdict(r) for r in rows]})
+          if args.json else bench.format_rows(rows))
+    print(bench.marks(rows), file=sys.stderr)
     return 0
 
 
+TRAIN_DEFAULTS = {"algo": "lgtc-ippo", "scenario": DEFAULT_SCENARIO, "seed": 0, "total_steps": 3_000_000}
+"""`lgtc train` without --resume; with --resume the run's stored settings are the defaults."""
+
+
 def run_train(args) -> int:
-    if args.algo in ("vdn", "qmix"):  # the SAC-based value-decomposition peers
+    out = Path(args.out)
+    if args.resume and args.force:
+        raise SystemExit("lgtc: --resume continues the run in --out, --force starts it over: pass one of them")
+    if args.resume and args.algo in ("vdn", "qmix"):
+        raise SystemExit(f"lgtc: --resume is not supported for {args.algo} (off-policy replay is not checkpointed)")
+    stored = _stored_run(out) if args.resume else None
+    algo = args.algo or (stored or TRAIN_DEFAULTS)["algo"]
+    if algo in ("vdn", "qmix"):  # the SAC-based value-decomposition peers
         from lgtc_ros.train.sac_mix import SacArgs as Args
         from lgtc_ros.train.sac_mix import train as sac_train
 
-        if args.resume:
-            raise SystemExit(f"lgtc: --resume is not supported for {args.algo} (off-policy replay is not checkpointed)")
-        train = lambda a, resume, show_progress: sac_train(a, show_progress)  # noqa: E731
+        train = lambda a, resume, show_progress, force: sac_train(a, show_progress, force)  # noqa: E731
     else:
         from lgtc_ros.train.ippo import Args, train
 
@@ -410,22 +613,49 @@ def run_train(args) -> int:
     overrides = {}
     for item in args.set or []:
         key, _, value = item.partition("=")
-        if key not in fields or key in ("algo", "scenario", "total_steps", "seed", "out"):
+        if key in ("algo", "scenario", "total_steps", "seed", "out", "threads"):
+            option = {"total_steps": "--steps"}.get(key, f"--{key}")
+            raise SystemExit(f"lgtc: --set {key}: use {option} (see `lgtc train --help`)")
+        if key not in fields:
             raise SystemExit(f"lgtc: --set {key}: not a trainer setting (see `lgtc train --help`)")
         try:
             overrides[key] = _parse_setting(fields[key].default, value)
         except ValueError as exc:
             raise SystemExit(f"lgtc: --set {item}: {exc}") from None
-    train_args = Args(algo=args.algo, scenario=args.scenario, total_steps=args.steps, seed=args.seed,
-                      out=args.out, **overrides)
+    given = {k: v for k, v in {"algo": args.algo, "scenario": args.scenario, "seed": args.seed,
+                               "total_steps": args.steps}.items() if v is not None}
+    if stored is not None:  # the run's settings, what was given on top (the trainer lists contradictions)
+        base = {k: v for k, v in stored.items() if k in fields}
+        base["hidden"] = tuple(base.get("hidden", fields["hidden"].default))
+    else:
+        base = dict(TRAIN_DEFAULTS)
+    train_args = Args(**{**base, **given, **overrides, "algo": algo, "out": args.out, "threads": args.threads})
     try:
         train_args.validate()
-        status = train(train_args, resume=args.resume, show_progress=not args.quiet)
+        status = train(train_args, resume=args.resume, show_progress=not args.quiet, force=args.force)
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
         raise SystemExit(f"lgtc: {exc}") from None
     if status == "done":
         print(f"trained policy: {args.out}/policy.pt (log {args.out}/train_log.csv, curve {args.out}/learning_curve.png)")
     return 0 if status == "done" else 130
+
+
+def _stored_run(out: Path) -> dict:
+    """The settings of the run `--resume` continues (from its checkpoint), or a one-line refusal."""
+    from lgtc_ros.policy.checkpoint import load_checkpoint
+
+    if not (out / "checkpoint.pt").exists():
+        try:
+            algo = json.loads((out / "config.json").read_text()).get("algo")
+        except (OSError, ValueError, AttributeError):
+            algo = None
+        if algo in ("vdn", "qmix"):
+            raise SystemExit(f"lgtc: --resume is not supported for {algo} (off-policy replay is not checkpointed)")
+        if (out / "train_log.csv").exists():
+            raise SystemExit(f"lgtc: --resume: {out} holds a training log but no checkpoint (the run stopped before "
+                             f"its first checkpoint): nothing to resume; start over with --force (without --resume)")
+        raise SystemExit(f"lgtc: --resume: no run to continue in {out} (no checkpoint.pt); train without --resume first")
+    return dict(load_checkpoint(out / "checkpoint.pt")["args"])  # ModelError if truncated: one line
 
 
 def _parse_setting(default, text: str):
@@ -439,6 +669,7 @@ def _parse_setting(default, text: str):
 
 
 def run_compare(args) -> int:
+    from lgtc_ros.outputs import staged_files
     from lgtc_ros.plots import compare_curves_png
 
     logs = {}
@@ -449,40 +680,65 @@ def run_compare(args) -> int:
         if not Path(path).is_file():
             raise SystemExit(f"lgtc: no training log at {path}")
         logs[label] = path
-    print(f"wrote {compare_curves_png(logs, args.out, args.title)}")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise SystemExit(f"lgtc: --out {out}: name a .png file")
+    with staged_files([out], args.force) as (tmp,):
+        compare_curves_png(logs, tmp, args.title)
+    print(f"wrote {out}")
     return 0
 
 
+def run_doctor(args) -> int:
+    """One line per item with what to do; exit 1 when something simulation needs is broken."""
+    from lgtc_ros.doctor import main as doctor
+
+    return doctor()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lgtc", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="lgtc", description=__doc__.split("\n\n")[0])  # subcommands: _Parser too
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p, json_help="print the summary as one JSON object on stdout instead of a table"):
         p.add_argument("--json", action="store_true", help=json_help)
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        threads(p)
+
+    def threads(p):
+        p.add_argument("--threads", type=_int_at_least(1), default=1,
+                       help="torch (and OpenMP) threads; recorded in the run's summary or config")
+
+    def force(p, what="the output"):
+        p.add_argument("--force", action="store_true",
+                       help=f"replace {what} (never anything in the shipped models/ folder)")
 
     p = sub.add_parser("sim", help="roll out a policy on a scenario and summarize")
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="YAML file or bundled name (default: %(default)s)")
     p.add_argument("--policy", default="expert", help="expert | random | path to a model .pt (default: %(default)s)")
-    p.add_argument("--episodes", type=int, default=10, help="episodes to run (default: %(default)s)")
+    p.add_argument("--episodes", type=_int_at_least(1), default=10, help="episodes to run (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the episode draws (default: %(default)s)")
-    p.add_argument("--out", default=None, help="write trajectory.png, steps.csv, summary.json here")
+    p.add_argument("--out", default=None, help=f"folder for trajectory.png, {STEPS_CSV} (episode 0: one row per "
+                   "step and drone) and summary.json")
     p.add_argument("--any-consumers", action="store_true",
                    help="fly a model on a scenario with a different number of consumers")
     p.add_argument("--runtime", action="store_true",
                    help="run through the per-drone runtime (radio, CBF) instead of the batched evaluator")
-    p.add_argument("--record", default=None, metavar="BAG", help="record episode 0 as a rosbag2 (implies --runtime)")
+    p.add_argument("--record", default=None, metavar="BAG",
+                   help="record episode 0 as a rosbag2 folder (implies --runtime)")
     p.add_argument("--cbf", default="decentralized", choices=["decentralized", "centralized", "off"],
                    help="safety filter in the runtime (default: %(default)s)")
-    p.add_argument("--latency", type=int, default=0, help="radio latency in extra ticks (runtime)")
-    p.add_argument("--drop", type=float, default=0.0, help="radio drop probability (runtime)")
+    p.add_argument("--latency", type=_int_at_least(0), default=0, help="radio latency in extra ticks, >= 0 (runtime)")
+    p.add_argument("--drop", type=_probability, default=0.0, help="radio drop probability in [0, 1] (runtime)")
+    force(p, "an existing --out folder or --record bag")
     common(p)
     p.set_defaults(func=run_sim)
 
     p = sub.add_parser("compare", help="overlay learning curves of several training runs")
     p.add_argument("logs", nargs="+", metavar="[LABEL=]TRAIN_LOG_CSV")
     p.add_argument("--out", required=True, help="PNG path")
-    p.add_argument("--title", default="", help="figure title")
+    p.add_argument("--title", default="", help="figure title (default: 'learning curves')")
+    force(p, "an existing --out file")
     p.set_defaults(func=run_compare)
 
     p = sub.add_parser("replay", help="report on a recorded mission; --policy re-runs it open-loop")
@@ -491,14 +747,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="report folder (default: <bag>_report beside the bag)")
     p.add_argument("--any-consumers", action="store_true", help="allow a model trained with another M")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    force(p, "an existing report folder")
+    threads(p)
     p.set_defaults(func=run_replay)
 
     p = sub.add_parser("eval", help="evaluate a policy or the expert over K episodes")
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="YAML file or bundled name (default: %(default)s)")
     p.add_argument("--policy", default="expert", help="expert | random | path to a model .pt")
-    p.add_argument("--episodes", type=int, default=100, help="episodes (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="folder for episodes.csv, summary.md, summary.json")
+    p.add_argument("--episodes", type=_int_at_least(1), default=100, help="episodes (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the episode draws")
+    p.add_argument("--out", default=None,
+                   help="folder for episodes.csv, summary.md, summary.json "
+                   "(default: runs/eval-<scenario>-<policy>-<time>)")
+    force(p, "an existing --out folder")
     p.add_argument("--any-consumers", action="store_true",
                    help="fly a model on a scenario with a different number of consumers")
     common(p)
@@ -508,13 +769,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="base mission (default: %(default)s)")
     p.add_argument("--policy", action="append", required=True,
                    help="expert | random | model .pt; repeat for several (models fly any M)")
-    p.add_argument("--agents", type=int, nargs="*", default=[5, 10, 20, 30, 50], help="N values (M fixed)")
-    p.add_argument("--consumers", type=int, nargs="*", default=[2, 4, 6, 8, 10], help="M values (N fixed)")
-    p.add_argument("--fixed-agents", type=int, default=None, help="N of the consumer axis (default: the base's)")
-    p.add_argument("--fixed-consumers", type=int, default=None, help="M of the agent axis (default: the base's)")
-    p.add_argument("--episodes", type=int, default=10, help="episodes per case (the paper: 10)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--agents", type=_int_at_least(1), nargs="*", default=[5, 10, 20, 30, 50], help="N values (M fixed)")
+    p.add_argument("--consumers", type=_int_at_least(1), nargs="*", default=[2, 4, 6, 8, 10],
+                   help="M values (N fixed)")
+    p.add_argument("--fixed-agents", type=_int_at_least(1), default=None,
+                   help="N of the consumer axis (default: the base's)")
+    p.add_argument("--fixed-consumers", type=_int_at_least(1), default=None,
+                   help="M of the agent axis (default: the base's)")
+    p.add_argument("--episodes", type=_int_at_least(1), default=10, help="episodes per case (the paper: 10)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the episode draws")
     p.add_argument("--out", required=True, help="folder for sweep.csv, sweep.md, fig4.png")
+    force(p, "an existing --out folder")
     common(p, "print the rows as one JSON object on stdout")
     p.set_defaults(func=run_sweep)
 
@@ -523,24 +788,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="scenario the model is for (limits in the JSON)")
     p.add_argument("--out", required=True, help="output .pt path (the .json goes beside it)")
     p.add_argument("--metrics", default=None, help="JSON file of final metrics to embed (e.g. an eval summary)")
+    force(p, "an existing NAME.pt / NAME.json")
+    threads(p)
     p.set_defaults(func=run_export)
 
     p = sub.add_parser("demo", help="default mission (10 drones, 4 consumers) via the runtime, CBF, bag, replay")
-    p.add_argument("--episodes", type=int, default=1, help="episodes to summarize (default: %(default)s)")
+    p.add_argument("--episodes", type=_int_at_least(1), default=1, help="episodes to summarize (default: %(default)s)")
     p.add_argument("--out", default=None, help="output folder (default: runs/demo-<time>)")
+    force(p, "an existing --out folder")
     common(p)
     p.set_defaults(func=run_demo)
 
-    p = sub.add_parser("train", help="train LGTC-IPPO or vanilla IPPO with the batched simulator")
-    p.add_argument("--algo", default="lgtc-ippo", choices=["lgtc-ippo", "ippo", "momappo", "vdn", "qmix"])
-    p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="YAML file or bundled name (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=3_000_000, help="environment steps (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("train", help="train a policy with the batched simulator: lgtc-ippo, ippo, momappo, vdn, qmix",
+                       description="Train a policy with the batched simulator. PPO family (resumable): lgtc-ippo, "
+                       "ippo, momappo; SAC-based value decomposition: vdn, qmix. With --resume the run's stored "
+                       "settings are the defaults and an option that contradicts them is refused.")
+    p.add_argument("--algo", default=None, choices=["lgtc-ippo", "ippo", "momappo", "vdn", "qmix"],
+                   help="lgtc-ippo: LGTC with the consensus state and the contractivity penalty (the paper); "
+                   "ippo: vanilla IPPO, no state; momappo: attention-weighted consumer features, a value per "
+                   "consumer; vdn, qmix: SAC-adapted value decomposition (no --resume) "
+                   "(default: lgtc-ippo; with --resume: the run's)")
+    p.add_argument("--scenario", default=None,
+                   help=f"YAML file or bundled name (default: {DEFAULT_SCENARIO}; with --resume: the run's)")
+    p.add_argument("--steps", type=_int_at_least(1), default=None,
+                   help="environment steps, rounded up to whole updates (said at the start) "
+                   f"(default: {TRAIN_DEFAULTS['total_steps']}; with --resume: the run's total)")
+    p.add_argument("--seed", type=int, default=None, help="seed (default: 0; with --resume: the run's)")
     p.add_argument("--out", required=True, help="run folder (log, checkpoints, policy.pt, curve)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="start over in an --out that holds a run or a log (its run files are removed)")
     p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
                    help="other trainer settings, e.g. learning_rate=1e-4 num_envs=16 (see train/ippo.py Args)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    threads(p)
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("bench", help="benchmarks; appends to docs/BENCHMARKS.md")
@@ -559,12 +840,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-write", action="store_true", help="do not append to the report")
     common(p, "print all rows as one JSON object on stdout")
     p.set_defaults(func=run_bench)
+
+    p = sub.add_parser("doctor", help="check this installation: torch, solvers, models, ROS 2, Crazyflie radio")
+    p.set_defaults(func=run_doctor)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A known error (a bad model file, an output that exists or is locked, a
+    scenario error, an out-of-range option...) is one line on stderr, `lgtc: <message>`, and exit
+    status 2, never a traceback; Ctrl-C outside training is `lgtc: interrupted`, status 130."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    # torch 2.13 deprecates torch.jit.load/freeze, the TorchScript format our models ship in: a
+    # notice about the library, not about the user's command (errors stay one line)
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
+    set_threads(getattr(args, "threads", 1), torch_too=hasattr(args, "threads"))
+    try:
+        return args.func(args)
+    except Failure as exc:
+        print(exc, file=sys.stderr)
+        raise
+    except SystemExit as exc:
+        if not isinstance(exc.code, str):
+            raise
+        failure = Failure(exc.code)
+    except KeyboardInterrupt:
+        print("lgtc: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - only the library's own error types are reported as one line
+        if not isinstance(exc, _user_errors()):
+            raise
+        failure = Failure(str(exc))
+    print(failure, file=sys.stderr)
+    raise failure from None
 
 
 if __name__ == "__main__":

@@ -93,8 +93,11 @@ class EpisodeStats:
 
 def rollout(scenario: Scenario, policy: Policy, episodes: int, seed: int = 0, max_envs: int = 64,
             trace: bool = False, progress: Callable[[int], None] | None = None,
-            world_factory: Callable[..., World] = World) -> tuple[EpisodeStats, Trace | None]:
-    """Run `episodes` full episodes, `max_envs` at a time. `progress(k)` is told of finished episodes."""
+            world_factory: Callable[..., World] = World,
+            on_step: Callable[[int], None] | None = None) -> tuple[EpisodeStats, Trace | None]:
+    """Run `episodes` full episodes, `max_envs` at a time. `progress(k)` is told of finished episodes;
+    `on_step(b)` of every simulation step of `b` parallel episodes (for a progress bar that moves:
+    a batch of 64 episodes finishes all at once, after `episode_steps` steps)."""
     batches, stats, rec = [], [], Trace() if trace else None
     remaining = episodes
     world = None
@@ -106,7 +109,7 @@ def rollout(scenario: Scenario, policy: Policy, episodes: int, seed: int = 0, ma
             world.reset()
         if hasattr(policy, "reset"):
             policy.reset()
-        stats.append(_run_episode(world, policy, rec if not batches else None))
+        stats.append(_run_episode(world, policy, rec if not batches else None, on_step))
         batches.append(b)
         remaining -= b
         if progress:
@@ -167,7 +170,8 @@ class EpisodeMeter:
         )
 
 
-def _run_episode(world: World, policy: Policy, rec: Trace | None) -> EpisodeStats:
+def _run_episode(world: World, policy: Policy, rec: Trace | None,
+                 on_step: Callable[[int], None] | None = None) -> EpisodeStats:
     meter = EpisodeMeter(world)
     if rec is not None:
         rec.consumer_pos = world.consumer_pos[0].numpy().copy()
@@ -178,6 +182,8 @@ def _run_episode(world: World, policy: Policy, rec: Trace | None) -> EpisodeStat
             _record(rec, world, action)
         out = world.step(action)
         meter.update(out)
+        if on_step is not None:
+            on_step(world.n_envs)
         if rec is not None:
             for k in TERMS:
                 rec.terms[k].append(out.terms[k][0].numpy().copy())
@@ -205,15 +211,16 @@ def _merge(parts: list[EpisodeStats]) -> EpisodeStats:
     )
 
 
-def write_trace_csv(trace: Trace, scenario: Scenario, path) -> None:
-    """One row per (step, agent): time, position, velocity, supplies, assignment, reward terms."""
+def write_trace_csv(trace: Trace, scenario: Scenario, path, episode: int = 0) -> None:
+    """One row per (step, agent) of the traced episode (`episode`, the first of a rollout: its
+    number is the first column): time, position, velocity, supplies, assignment, reward terms."""
     import csv
     from pathlib import Path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = [res.name for res in scenario.resources]
-    header = (["step", "time_s", "agent", "active", "x", "y", "vx", "vy"]
+    header = (["episode", "step", "time_s", "agent", "active", "x", "y", "vx", "vy"]
               + [f"supply_{n}" for n in names] + ["assigned_consumer", "open_demand_total"]
               + [f"reward_{k}" for k in TERMS] + ["reward_total"])
     with path.open("w", newline="") as fh:
@@ -223,7 +230,7 @@ def write_trace_csv(trace: Trace, scenario: Scenario, path) -> None:
             open_total = float(trace.demand[k].sum())
             for i in range(trace.pos[k].shape[0]):
                 terms = [float(trace.terms[name][k][i]) for name in TERMS]
-                out.writerow([k, f"{k * scenario.dt:.2f}", i, int(trace.active[k][i]),
+                out.writerow([episode, k, f"{k * scenario.dt:.2f}", i, int(trace.active[k][i]),
                               *(f"{v:.5f}" for v in trace.pos[k][i]), *(f"{v:.5f}" for v in trace.vel[k][i]),
                               *(f"{v:.5f}" for v in trace.supply[k][i]), int(trace.assign[k][i]),
                               f"{open_total:.5f}", *(f"{v:.6f}" for v in terms), f"{sum(terms):.6f}"])

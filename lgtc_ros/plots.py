@@ -28,7 +28,7 @@ def trajectory_png(trace: Trace, scenario: Scenario, path: str | Path, title: st
     m = scenario.n_consumers
     colours = plt.get_cmap("tab10")(np.arange(max(m, 1)) % 10)
 
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5.6), gridspec_kw={"width_ratios": [1, 1.1]})
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13.5, 5.6), gridspec_kw={"width_ratios": [1, 1.1]})
     for c in range(m):
         x, y = trace.consumer_pos[c]
         ax.add_patch(plt.Circle((x, y), scenario.consumer_radius, color=colours[c], alpha=0.15))
@@ -45,16 +45,21 @@ def trajectory_png(trace: Trace, scenario: Scenario, path: str | Path, title: st
            ylabel="y (arena units)", title="trajectories (o start, ● end, x landed)")
     ax.grid(alpha=0.3)
 
-    names = [res.name for res in scenario.resources]
+    # totals: solid, in the consumer's colour; each resource type: its own line style (legend in grey)
+    styles = ["--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (7, 2))]
     for c in range(m):
-        ax2.plot(t, demand[:, c].sum(-1), color=colours[c], lw=2, label=f"c{c} total")
-        for l in range(demand.shape[2]):
-            if demand[0, c, l] > 0 or demand[:, c, l].max() > 0:
-                ax2.plot(t, demand[:, c, l], color=colours[c], lw=0.8, ls=":" if scenario.persistent_mask[l] else "--")
-    ax2.set(xlabel="time (s)", ylabel="open demand", title="open demand per consumer "
-            f"(-- instantaneous, : persistent; types {', '.join(names)})")
+        ax2.plot(t, demand[:, c].sum(-1), color=colours[c], lw=2)
+        for l in range(demand.shape[2] if demand.shape[2] > 1 else 0):  # one type: it is the total
+            if demand[:, c, l].max() > 0:
+                ax2.plot(t, demand[:, c, l], color=colours[c], lw=0.9, ls=styles[l % len(styles)])
+    ax2.set(xlabel="time (s)", ylabel="open demand", title="open demand per consumer (solid: total)")
     ax2.grid(alpha=0.3)
-    ax2.legend(fontsize=8, ncol=2)
+    handles = [plt.Line2D([], [], color=colours[c], lw=2, label=f"c{c} total") for c in range(m)]
+    handles += [plt.Line2D([], [], color="0.3", lw=0.9, ls=styles[l % len(styles)],
+                           label=f"{res.name} ({'persistent' if res.kind == 'persistent' else 'instant.'})")
+                for l, res in enumerate(scenario.resources) if demand[:, :, l].max() > 0 and demand.shape[2] > 1]
+    ax2.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+               title="consumer / resource type", title_fontsize=8)
     fig.suptitle(title or scenario.name)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

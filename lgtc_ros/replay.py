@@ -108,6 +108,26 @@ def summarize(rec: Recording, hold_s: float = 2.0) -> dict:
     }
 
 
+def per_drone_choices(summary_or_alloc) -> bool:
+    """Whether drones chose consumers themselves (a learned policy); a centralized controller
+    (the expert, random) records no choice: every allocation is all -1."""
+    if isinstance(summary_or_alloc, dict):
+        return any(v >= 0 for f in summary_or_alloc["allocations_formed"] for v in f["allocation"])
+    return bool((np.asarray(summary_or_alloc) >= 0).any())
+
+
+def label_offsets(points: np.ndarray, near: float = 0.12, step_pt: float = 9.0) -> list[tuple[float, float]]:
+    """Text offsets (points) for labels at `points` [K,2]: a label whose point lies within `near`
+    of earlier labelled ones moves one line further down, so labels of drones that end together
+    do not print over each other."""
+    offsets, placed = [], []
+    for p in points:
+        k = sum(1 for q in placed if np.all(np.isfinite(p)) and np.linalg.norm(p - q) < near)
+        offsets.append((5.0, -11.0 - step_pt * k))
+        placed.append(p)
+    return offsets
+
+
 def figure(rec: Recording, summary: dict, path: Path) -> Path:
     import matplotlib
 
@@ -115,49 +135,64 @@ def figure(rec: Recording, summary: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     alloc = allocations(rec)
+    per_drone = per_drone_choices(alloc)
     m = rec.demand.shape[1]
     colours = plt.get_cmap("tab10")(np.arange(max(m, 1)) % 10)
     grey = (0.5, 0.5, 0.5, 1.0)
-    fig, ax = plt.subplots(2, 2, figsize=(13, 9))
+    fig, ax = plt.subplots(2, 2, figsize=(13, 9.5))
     a = ax[0, 0]
     radius = rec.meta.get("consumer_radius", 0.15)
     for c in range(m):
         a.add_patch(plt.Circle(tuple(rec.consumer_pos[0, c]), radius, color=colours[c], alpha=0.15))
         a.plot(*rec.consumer_pos[0, c], "s", color=colours[c], mec="k", ms=10)
-        a.annotate(f"c{c}", rec.consumer_pos[0, c], xytext=(6, 6), textcoords="offset points")
-    for i, name in enumerate(rec.names):
+        x, y = rec.consumer_pos[0, c]  # label outside the service circle, up-left: off the drones' end points
+        a.annotate(f"c{c}", (x - 0.7 * radius, y + 0.7 * radius), ha="right", va="bottom", fontweight="bold")
+    for (i, name), offset in zip(enumerate(rec.names), label_offsets(rec.pos[-1])):
         last = alloc[-1, i] if alloc[-1, i] >= 0 else (alloc[:, i][alloc[:, i] >= 0][-1:] if (alloc[:, i] >= 0).any() else [-1])[0]
         col = colours[last] if last >= 0 else grey
         a.plot(rec.pos[:, i, 0], rec.pos[:, i, 1], color=col, lw=1.2)
         a.plot(*rec.pos[-1, i], "o" if rec.active[-1, i] else "x", color=col, ms=7)
-        a.annotate(name, rec.pos[-1, i], xytext=(4, -10), textcoords="offset points", fontsize=8)
-    a.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal", title="trajectories (x = landed)",
-          xlabel="x (arena units)", ylabel="y (arena units)")
+        a.annotate(name, rec.pos[-1, i], xytext=offset, textcoords="offset points", fontsize=8,
+                   bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})
+    a.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal",
+          title="trajectories (" + ("colour: last selected consumer" if per_drone else "grey: centralized control")
+          + "; x = landed)", xlabel="x (arena units)", ylabel="y (arena units)")
     a = ax[0, 1]
     for c in range(m):
         a.plot(rec.t, np.nansum(rec.demand[:, c], -1), color=colours[c], lw=2, label=f"c{c}")
     a.set(title="open demand per consumer", xlabel="time (s)", ylabel="open demand")
     a.legend()
     a = ax[1, 0]
+    drone_colours = plt.get_cmap("tab10")(np.arange(len(rec.names)) % 10)
     for i, name in enumerate(rec.names):
         a.step(rec.t, np.where(alloc[:, i] >= 0, alloc[:, i] + 0.06 * (i - len(rec.names) / 2), np.nan),
-               where="post", lw=1.5, label=name)
-    a.set(title="selected consumer per drone", xlabel="time (s)", ylabel="consumer", yticks=range(m))
-    a.legend(fontsize=7, ncol=2)
+               where="post", lw=1.5, color=drone_colours[i])
+    a.set(title="selected consumer per drone", xlabel="time (s)", ylabel="consumer", yticks=range(m),
+          ylim=(-0.5, m - 0.5))
     a = ax[1, 1]
     proj = cluster_projection(rec.x)
     for i, name in enumerate(rec.names):
-        a.plot(rec.t, proj[:, i], lw=1.2, label=name)
+        a.plot(rec.t, proj[:, i], lw=1.2, color=drone_colours[i])
     a.set(title="cluster states: normalized projection <x_i, 1>/sqrt(F) (Fig. 6)", xlabel="time (s)")
-    a.legend(fontsize=7, ncol=2)
+    if not per_drone:
+        for axis, what in ((ax[1, 0], "no drone selects a consumer"), (ax[1, 1], "no drone carries a cluster state")):
+            axis.text(0.5, 0.5, f"none recorded: the controller ({rec.meta.get('policy', '?')}) is centralized,\n{what}",
+                      transform=axis.transAxes, ha="center", va="center", color="0.35")
     for axis in ax.flat[1:]:
+        if len(rec.t) > 1:
+            axis.set_xlim(rec.t[0], rec.t[-1])
         for e in summary["events"]:
             axis.axvline(e["time_s"], color="r", ls="--", lw=1)
-        for f in summary["allocations_formed"]:
+        for f in summary["allocations_formed"] if per_drone else []:
             axis.axvline(f["time_s"], color="k", ls=":", lw=0.8)
         axis.grid(alpha=0.3)
-    fig.suptitle(f"{rec.meta.get('scenario', 'mission')} replay (red: events, dotted: allocations formed)")
-    fig.tight_layout()
+    # one legend for the two per-drone panels, below them (not over the lines)
+    handles = [plt.Line2D([], [], color=drone_colours[i], lw=1.5) for i in range(len(rec.names))]
+    fig.legend(handles, rec.names, loc="lower center", ncol=min(len(rec.names), 10), fontsize=8,
+               title="drone (bottom panels)", title_fontsize=8, frameon=False)
+    fig.suptitle(f"{rec.meta.get('scenario', 'mission')} replay (red dashed: events"
+                 + (", dotted: allocations formed)" if per_drone else ")"))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
@@ -170,9 +205,13 @@ def markdown(summary: dict, divergence: dict | None = None) -> str:
              f"- {summary['drones']} drones, {summary['consumers']} consumers, {summary['duration_s']:.1f} s",
              f"- open demand: {summary['open_demand_start']:.3f} at start, {summary['open_demand_end']:.3f} at the end "
              f"(minimum {summary['open_demand_min']:.3f})",
-             f"- landed: {', '.join(summary['landed']) or 'none'}", "", "## Allocations formed", "",
-             "| time (s) | selected consumer per drone (-1 = landed) |", "|---|---|"]
-    lines += [f"| {f['time_s']:.2f} | {f['allocation']} |" for f in summary["allocations_formed"]]
+             f"- landed: {', '.join(summary['landed']) or 'none'}", "", "## Allocations formed", ""]
+    if per_drone_choices(summary) or not summary["allocations_formed"]:
+        lines += ["| time (s) | selected consumer per drone (-1 = landed) |", "|---|---|"]
+        lines += [f"| {f['time_s']:.2f} | {f['allocation']} |" for f in summary["allocations_formed"]]
+    else:
+        lines += [f"None recorded: the controller (`{mission.get('policy', '?')}`) is centralized; no drone "
+                  f"selects a consumer itself."]
     if summary["events"]:
         lines += ["", "## Events", "", "| time (s) | kind | orphaned consumers | decision (s) | new allocation (s) "
                   "| open demand before | open demand at end |", "|---|---|---|---|---|---|---|"]

@@ -189,7 +189,9 @@ def load_scenario(path: str | Path) -> Scenario:
     if not path.is_file():
         raise ScenarioError(f"{path}: no such scenario file (known: {', '.join(bundled_scenarios())})")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: not a text (UTF-8) file: {exc.reason} at byte {exc.start}") from None
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
     return scenario_from_dict(raw, source=str(path))
@@ -244,7 +246,7 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
         raise ScenarioError(f"{source}: field '{where}' = {data!r}: must be a mapping")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)  # YAML keys may be ints and strings at once
     if unknown:
         raise ScenarioError(
             f"{source}: unknown key '{prefix}{unknown[0]}' (allowed in {where}: {', '.join(fields)})"
@@ -256,6 +258,12 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ScenarioError(f"{source}: missing required field '{prefix}{name}'")
     return cls(**kwargs)
+
+
+def _short(value: Any) -> str:
+    """`value` for an error message, cut to a line (a fuzzed file may hold a 400-digit number)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
 def _coerce(hint: Any, value: Any, source: str, name: str) -> Any:
@@ -285,12 +293,16 @@ def _coerce(hint: Any, value: Any, source: str, name: str) -> Any:
             raise ScenarioError(f"{source}: field '{name}' = {value!r}: must be true or false")
         return value
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ScenarioError(f"{source}: field '{name}' = {value!r}: must be an integer")
+        if isinstance(value, bool) or not isinstance(value, int) or not -2**31 <= value < 2**31:
+            raise ScenarioError(f"{source}: field '{name}' = {_short(value)}: must be an integer (32 bits)")
         return value
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ScenarioError(f"{source}: field '{name}' = {value!r}: must be a finite number")
+        try:  # a YAML integer of 400 digits is finite but overflows a float
+            ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(float(value))
+        except OverflowError:
+            ok = False
+        if not ok:
+            raise ScenarioError(f"{source}: field '{name}' = {_short(value)}: must be a finite number")
         return float(value)
     if hint is str:
         if not isinstance(value, str):

@@ -28,10 +28,13 @@ def variant(base: Scenario, n_agents: int, n_consumers: int) -> Scenario:
 
 def sweep(base: Scenario, policies: dict[str, Callable[[Scenario], object]], agents: Sequence[int],
           consumers: Sequence[int], episodes: int = 10, seed: int = 0, fixed_agents: int | None = None,
-          fixed_consumers: int | None = None, progress: Callable[[str], None] | None = None) -> list[dict]:
+          fixed_consumers: int | None = None, progress: Callable[[str], None] | None = None,
+          on_step: Callable[[int], None] | None = None) -> list[dict]:
     """Rows (axis "agents" or "consumers", policy, N, M, return mean/std, demand %, collisions).
     `policies`: label -> factory(scenario) -> policy. The agents axis holds M at `fixed_consumers`
-    (default: the base's), the consumers axis holds N at `fixed_agents` (default: the base's)."""
+    (default: the base's), the consumers axis holds N at `fixed_agents` (default: the base's).
+    `progress(text)` is told of each case as it starts, `on_step(b)` of every simulation step of
+    `b` parallel episodes (see `evaluate.rollout`)."""
     m0 = base.n_consumers if fixed_consumers is None else fixed_consumers
     n0 = base.n_agents if fixed_agents is None else fixed_agents
     cases = [("agents", n, m0) for n in agents] + [("consumers", n0, m) for m in consumers]
@@ -41,7 +44,7 @@ def sweep(base: Scenario, policies: dict[str, Callable[[Scenario], object]], age
         for label, make in policies.items():
             if progress:
                 progress(f"{label} N={n} M={m}")
-            stats, _ = rollout(scenario, make(scenario), episodes, seed=seed)
+            stats, _ = rollout(scenario, make(scenario), episodes, seed=seed, on_step=on_step)
             s = stats.summary()
             rows.append({"axis": axis, "policy": label, "agents": n, "consumers": m, "episodes": episodes,
                          "return_mean": s["return_mean"], "return_std": s["return_std"],

@@ -25,9 +25,12 @@ def test_sim_writes_png_csv_and_summary(tmp_path, capsys):
     assert main(["sim", "--episodes", "1", "--out", str(out), "--quiet"]) == 0
     assert "demand_satisfied_pct" in capsys.readouterr().out
     assert (out / "trajectory.png").stat().st_size > 10_000
-    rows = (out / "steps.csv").read_text().splitlines()
-    assert len(rows) == 1 + 200 * 10 and rows[0].startswith("step,time_s,agent")
-    assert json.loads((out / "summary.json").read_text())["scenario"] == "paper_10x4"
+    rows = (out / "steps_episode0.csv").read_text().splitlines()  # the name says what it holds
+    assert len(rows) == 1 + 200 * 10 and rows[0].startswith("episode,step,time_s,agent")
+    assert {r.split(",")[0] for r in rows[1:]} == {"0"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scenario"] == "paper_10x4" and summary["threads"] == 1
+    assert "episode 0" in summary["steps_csv"]
 
 
 def test_bad_scenario_is_a_clear_error(tmp_path):

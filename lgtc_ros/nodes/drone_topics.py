@@ -84,7 +84,7 @@ class DroneTopics:
             n = self.skipped[out.reason] = self.skipped.get(out.reason, 0) + 1
             if out.reason == "landed" or n & (n - 1):  # 1st, 2nd, 4th, ...: visible, never a flood
                 return
-            if self.decisions:  # an input lost mid-mission
+            if self.decisions or not out.reason.startswith("no_"):  # an input lost mid-mission, or bad
                 self.node.get_logger().warning(f"{self.prefix}no decision: {out.reason} ({n} ticks so far)")
             elif n == 1:  # still starting: the world or the radio may start later than this node
                 self.node.get_logger().info(f"{self.prefix}waiting for the first {out.reason[3:]} message")

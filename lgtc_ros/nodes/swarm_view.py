@@ -34,7 +34,11 @@ class SwarmView:
         if t < self.stamp[i]:  # out of order: an older pose never replaces a newer one
             return
         p = msg.pose.position
-        self.pos[i] = self.frame.to_arena(np.array([p.x, p.y]))
+        xy = np.array([p.x, p.y])
+        if not np.isfinite(xy).all():  # keep the last good pose: its age grows, and so does its clearance
+            self.stats.record("pose", "non_finite", f"drone {i}")
+            return
+        self.pos[i] = self.frame.to_arena(xy)
         self.stamp[i] = t
 
     def _on_supply(self, i: int, msg: Float64MultiArray) -> None:

@@ -13,6 +13,7 @@ imports the simulator). The trainers write through the same functions.
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 
 import torch
 
+from lgtc_ros.policy.export import (EXPORTED, ModelCorrupt, ModelKindError, ModelMetadataError, ModelNotFound,
+                                    NotAModel, model_format)
 from lgtc_ros.policy.heads import ActorCritic, HeadConfig
 from lgtc_ros.policy.lgtc import LGTCConfig
 
@@ -33,11 +36,26 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, missing: str | None = None) -> dict[str, Any]:
+    """A trainer's file (checkpoint.pt, policy.pt) as the dict it saved. Every problem is a
+    `ModelError` naming the file: missing (`missing`, default "no checkpoint at X (train without
+    --resume first)"), truncated or corrupt, not a model, or an exported model instead."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path} (train without --resume first)")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    if not path.exists():
+        raise ModelNotFound(missing or f"no checkpoint at {path} (train without --resume first)", path)
+    if model_format(path) == EXPORTED:
+        raise ModelKindError(f"{path} is an exported model (TorchScript, for flying), not a trainer output: "
+                             f"this needs a run's policy.pt or checkpoint.pt", path)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError, AttributeError,
+            ModuleNotFoundError, ImportError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelCorrupt(f"{path} is truncated or corrupt (torch cannot load it: {first[:160]})", path) from None
+    if not isinstance(ck, dict) or not isinstance(ck.get("model"), Mapping) or not isinstance(ck.get("args"), Mapping):
+        raise NotAModel(f"{path} is a PyTorch file but not an lgtc_ros policy or checkpoint (no 'model' and "
+                        f"'args' in it)", path)
+    return ck
 
 
 def build_model(args: Any, n_resources: int) -> ActorCritic:
@@ -63,20 +81,36 @@ def save_policy(path: str | Path, model: ActorCritic, args: Any, scenario_source
 
 def load_policy(path: str | Path) -> tuple[ActorCritic, dict]:
     """Rebuild an `ActorCritic` (eval mode) from `policy.pt` or a training checkpoint; also
-    returns the loaded dict."""
-    ck = load_checkpoint(path)
-    if "lgtc" in ck:
-        cfg = LGTCConfig(**ck["lgtc"])
-        head = HeadConfig(**{**ck["head"], "hidden": tuple(ck["head"]["hidden"])})
-        model = ActorCritic(cfg, head)
-    else:  # a training checkpoint: only the arguments say which networks
-        from lgtc_ros.scenario import load_scenario, resolve_scenario
-
-        scenario = load_scenario(resolve_scenario(ck["args"]["scenario"]))
-        model = build_model(ck["args"], scenario.n_resources)
-    model.load_state_dict(ck["model"])
+    returns the loaded dict. Problems are `ModelError`s naming the file ("no model at X", ...)."""
+    path = Path(path)
+    if path.exists() and model_format(path) == EXPORTED:
+        raise ModelKindError(f"{path} is an exported model already (TorchScript + {path.with_suffix('.json').name}); "
+                             f"this takes a trainer output: a run's policy.pt or checkpoint.pt", path)
+    ck = load_checkpoint(path, missing=f"no model at {path}")
+    try:
+        if "lgtc" in ck:
+            cfg = LGTCConfig(**ck["lgtc"])
+            head = HeadConfig(**{**ck["head"], "hidden": tuple(ck["head"]["hidden"])})
+            model = ActorCritic(cfg, head)
+        else:  # a training checkpoint: only the arguments say which networks
+            model = build_model(ck["args"], _training_scenario(ck, path).n_resources)
+        model.load_state_dict(ck["model"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelMetadataError(f"{path}: its stored configuration does not rebuild its networks ({first[:160]})",
+                                 path) from None
     model.eval()
     return model, ck
+
+
+def _training_scenario(ck: dict, path: str | Path):
+    from lgtc_ros.scenario import ScenarioError, load_scenario, resolve_scenario
+
+    name = ck.get("args", {}).get("scenario")
+    try:
+        return load_scenario(resolve_scenario(name))
+    except (ScenarioError, OSError, TypeError) as exc:
+        raise ModelMetadataError(f"{path}: its training scenario {name!r} cannot be loaded ({exc})", path) from None
 
 
 def training_v_max(ck: dict) -> float:
@@ -84,6 +118,4 @@ def training_v_max(ck: dict) -> float:
     scenario's v_max (stored in policy.pt; read from the scenario for a training checkpoint)."""
     if ck.get("v_max"):
         return ck["v_max"]
-    from lgtc_ros.scenario import load_scenario, resolve_scenario
-
-    return load_scenario(resolve_scenario(ck["args"]["scenario"])).v_max
+    return _training_scenario(ck, "checkpoint").v_max

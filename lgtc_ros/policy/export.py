@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Tuple
@@ -32,8 +33,42 @@ FORMAT_VERSION = 1
 logger = logging.getLogger("lgtc_ros.policy")
 
 
-class ModelMismatch(ValueError):
-    """An exported model does not fit the scenario it is asked to fly."""
+class ModelError(ValueError):
+    """A model file cannot be used. The message names the file and what is wrong with it, on one
+    line; `path` is the file (None if not known)."""
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        super().__init__(" ".join(str(message).split("\n")))
+        self.path = Path(path) if path is not None else None
+
+
+class ModelNotFound(ModelError):
+    """No file at the path: "no model at X"."""
+
+
+class ModelCorrupt(ModelError):
+    """A PyTorch archive that cannot be read: truncated (an interrupted copy or save) or damaged."""
+
+
+class NotAModel(ModelError):
+    """Not a model at all: a text file, an archive of something else, a folder."""
+
+
+class ModelKindError(ModelError):
+    """A model of the other kind than the operation takes: an exported model (TorchScript + .json)
+    where a trainer output (policy.pt, checkpoint.pt) is needed, or the reverse."""
+
+
+class ModelMismatch(ModelError):
+    """A model does not fit the scenario it is asked to fly (resource types, kinds, consumers)."""
+
+
+class ModelMetadataError(ModelMismatch):
+    """The metadata that says what a model fits is missing, malformed, of another format version
+    or contradicts the model (a kind of ModelMismatch: without it, fit cannot be checked)."""
+
+
+EXPORTED, TRAINER = "exported", "trainer output"
 
 
 class DroneStep(nn.Module):
@@ -118,13 +153,19 @@ def git_commit() -> str:
 def export(model: ActorCritic, scenario, out: str | Path, training: dict | None = None,
            metrics: dict | None = None) -> tuple[Path, Path]:
     """Write `out` (TorchScript) and `out.json` (metadata). Returns both paths."""
+    import os
+
+    from lgtc_ros.outputs import replace_protected, temp_name
+
     out = Path(out)
+    meta_path = out.with_suffix(".json")
+    for path in (out, meta_path):
+        replace_protected(path)  # the shipped models are never written over
     out.parent.mkdir(parents=True, exist_ok=True)
     scripted = torch.jit.script(DroneStep(model.eval(), scenario.v_max).eval())
     # freezing inlines the weights as constants (faster small-batch inference); keep the
     # second entry point and the sizes callers read
     module = torch.jit.freeze(scripted, preserved_attrs=["batched", "v_max", "state_dim", "feature_dim"])
-    module.save(str(out))
     meta = {
         "format_version": FORMAT_VERSION,
         "kind": "lgtc_ros drone step",
@@ -144,25 +185,111 @@ def export(model: ActorCritic, scenario, out: str | Path, training: dict | None 
         "git_commit": git_commit(),
         "torch": torch.__version__,
     }
-    meta_path = out.with_suffix(".json")
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    # both written under temporary names, then renamed: a crash leaves the old pair or the new one
+    tmp_pt, tmp_meta = temp_name(out), temp_name(meta_path)
+    try:
+        module.save(str(tmp_pt))
+        tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp_pt, out)
+        os.replace(tmp_meta, meta_path)
+    finally:
+        tmp_pt.unlink(missing_ok=True)
+        tmp_meta.unlink(missing_ok=True)
     return out, meta_path
 
 
-def load(path: str | Path, scenario=None, allow_consumer_change: bool = False) -> tuple[torch.jit.ScriptModule, dict]:
-    """Load an exported model and its metadata; with `scenario`, check they fit (clear error if not)."""
+def model_format(path: str | Path) -> str:
+    """`EXPORTED` (TorchScript, by `export`) or `TRAINER` (torch.save: a run's policy.pt or
+    checkpoint.pt), from the archive's table of contents, without loading it. Raises
+    `ModelNotFound`, `ModelCorrupt` (truncated, damaged) or `NotAModel`."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelNotFound(f"no model at {path}", path)
+    if path.is_dir():
+        raise NotAModel(f"{path} is a folder, not a model file (a model is a .pt file)", path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise ModelCorrupt(f"{path}: cannot be read ({exc.strerror})", path) from None
+    if not head:
+        raise ModelCorrupt(f"{path} is empty (0 bytes): an interrupted copy or save? copy or export it again", path)
+    if head != b"PK\x03\x04":
+        raise NotAModel(f"{path} is not a model file (not a PyTorch archive): expected an exported model "
+                        f"(lgtc export) or a trainer's policy.pt / checkpoint.pt", path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ModelCorrupt(f"{path} is truncated or corrupt (an incomplete PyTorch archive: {exc}); "
+                           f"copy or export it again", path) from None
+    if any("/code/" in n or n.endswith("/constants.pkl") for n in names):
+        return EXPORTED
+    if any(n.endswith("/data.pkl") for n in names):
+        return TRAINER
+    raise NotAModel(f"{path} is a zip archive but not a PyTorch model", path)
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The `.json` beside an exported model, checked: present, JSON, this format version, with the
+    fields `check_fits` and the runtime read. Raises `ModelMetadataError`."""
     path = Path(path)
     meta_path = path.with_suffix(".json")
-    if not path.is_file():
-        raise FileNotFoundError(f"no exported model at {path}")
     if not meta_path.is_file():
-        raise ModelMismatch(f"{path}: metadata {meta_path.name} is missing; re-export the model")
-    meta = json.loads(meta_path.read_text())
+        raise ModelMetadataError(f"{path}: metadata {meta_path.name} is missing (an exported model needs the "
+                                 f".json `lgtc export` writes beside it); re-export the model", path)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelMetadataError(f"{meta_path}: malformed metadata (not JSON: {exc.msg} at line {exc.lineno} "
+                                 f"column {exc.colno}); re-export the model", path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelMetadataError(f"{meta_path}: unreadable metadata ({exc}); re-export the model", path) from None
+    if not isinstance(meta, dict):
+        raise ModelMetadataError(f"{meta_path}: malformed metadata (a JSON {type(meta).__name__}, not an "
+                                 f"object); re-export the model", path)
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelMismatch(f"{path}: format_version {meta.get('format_version')} != {FORMAT_VERSION}; re-export")
+        raise ModelMetadataError(f"{path}: format_version {meta.get('format_version')} != {FORMAT_VERSION}; "
+                                 f"re-export", path)
+    try:
+        shapes = meta["shapes"]
+        for key in ("M", "r", "F", "G"):
+            if not isinstance(shapes[key], int) or shapes[key] < 0:
+                raise TypeError(f"shapes.{key}")
+        kinds = [r["kind"] for r in meta["scenario"]["resources"]]
+        if len(kinds) != shapes["r"] or not all(k in ("instantaneous", "persistent") for k in kinds):
+            raise TypeError("scenario.resources")
+    except (KeyError, TypeError, AttributeError) as exc:
+        field = exc.args[0] if exc.args else "?"
+        raise ModelMetadataError(f"{meta_path}: malformed metadata (field {field!r} missing or invalid); "
+                                 f"re-export the model", path) from None
+    return meta
+
+
+def load(path: str | Path, scenario=None, allow_consumer_change: bool = False) -> tuple[torch.jit.ScriptModule, dict]:
+    """Load an exported model and its metadata; with `scenario`, check they fit. Every problem is
+    a `ModelError` naming the file (see `model_format`, `read_metadata`, `check_fits`)."""
+    path = Path(path)
+    if model_format(path) != EXPORTED:
+        raise ModelKindError(f"{path} is a trainer output (policy.pt / checkpoint.pt), not an exported model: "
+                             f"export it first (lgtc export --policy {path} --out NAME.pt)", path)
+    meta = read_metadata(path)
     if scenario is not None:
         check_fits(meta, scenario, str(path), allow_consumer_change)
-    return torch.jit.load(str(path)), meta
+    try:
+        module = torch.jit.load(str(path))
+    except (RuntimeError, NotImplementedError, ValueError, EOFError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelCorrupt(f"{path} is corrupt (TorchScript cannot load it: {first[:160]}); export it again",
+                           path) from None
+    for attr, key in (("state_dim", "F"), ("feature_dim", "G")):
+        if not hasattr(module, attr):
+            raise NotAModel(f"{path} is a TorchScript module but not an lgtc_ros drone step (no {attr})", path)
+        if getattr(module, attr) != meta["shapes"][key]:
+            raise ModelMetadataError(f"{path}: metadata {path.with_suffix('.json').name} says {key} = "
+                                     f"{meta['shapes'][key]}, the model has {getattr(module, attr)}: the .json "
+                                     f"belongs to another model; re-export", path)
+    return module, meta
 
 
 def static_forward(module):

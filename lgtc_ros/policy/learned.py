@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from lgtc_ros.policy.checkpoint import load_policy, training_v_max
-from lgtc_ros.policy.export import DroneStep, ModelMismatch, load
+from lgtc_ros.policy.export import EXPORTED, DroneStep, ModelMismatch, load, model_format
 
 
 class LearnedPolicy:
@@ -28,15 +28,16 @@ class LearnedPolicy:
 
     @classmethod
     def load(cls, path: str | Path, scenario, allow_consumer_change: bool = False) -> "LearnedPolicy":
-        """Exported model (checked against `scenario`) or a trainer's policy.pt/checkpoint.pt."""
+        """Exported model (checked against `scenario`) or a trainer's policy.pt/checkpoint.pt.
+        Anything wrong with the file is a `ModelError` naming it (`policy.export`)."""
         path = Path(path)
-        if path.with_suffix(".json").is_file():
+        if model_format(path) == EXPORTED:
             module, meta = load(path, scenario, allow_consumer_change=allow_consumer_change)
             return cls(module, path.stem, meta)
         model, ck = load_policy(path)
         if model.cfg.n_resources != scenario.n_resources:
             raise ModelMismatch(f"{path} was trained for {model.cfg.n_resources} resource types (r), "
-                                f"scenario '{scenario.name}' has {scenario.n_resources}")
+                                f"scenario '{scenario.name}' has {scenario.n_resources}", path)
         v_max = training_v_max(ck)
         return cls(DroneStep(model, v_max).eval(), path.parent.name or path.stem, {"source": str(path)})
 

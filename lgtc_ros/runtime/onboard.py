@@ -17,6 +17,7 @@ step (`DroneAgent.step`) and returns the nominal velocity and the message to bro
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,7 +49,8 @@ class TickOutput:
 
 @dataclass(frozen=True)
 class Skip:
-    """No decision this tick, and why: "no_pose", "no_demands", "no_supply" or "landed"."""
+    """No decision this tick, and why: "no_pose", "no_demands", "no_supply", "landed" or
+    "non_finite" (the policy's output overflowed: inputs far out of range)."""
 
     reason: str
 
@@ -151,7 +153,14 @@ class OnboardController:
             if value is None:
                 return Skip(reason)
         nb_pos, nb_psi, nb_x = stack_messages(inbox, self.agent.feature_dim, self.agent.state_dim)
+        x_before = self.agent.x
         decision = self.agent.step(now, self._pos, self._supply_t, demand_tensors(self._demands),
                                    nb_pos, nb_psi, nb_x)
+        if not math.isfinite(float(decision.v_nominal.sum()) + float(decision.x.sum())):
+            # inputs that decode fine can still overflow float32 (a position of 1e20 m): no NaN
+            # command, and the recurrent state of this tick is not kept (it would poison every next one)
+            self.agent.x = x_before
+            self.stats.record("decision", "non_finite", "policy output")
+            return Skip("non_finite")
         v = self.frame.velocity_to_metres(np.asarray(decision.v_nominal, dtype=np.float64))
         return TickOutput(v, comm.encode_neighbour(decision.message), decision, len(inbox), self._supply.supply)

@@ -58,7 +58,7 @@ class SwarmFilter:
         speed bound implies the row, so a neighbour farther away cannot change the answer."""
         f = self.filters[0]
         a = 2.0 * f.v_max / f.gamma
-        return a + math.sqrt(a * a + (self.radius + clearance) ** 2)
+        return a + math.hypot(a, self.radius + clearance)  # hypot: no overflow for a huge clearance
 
     def __call__(self, v_nominal: np.ndarray, pos: np.ndarray, active: np.ndarray,
                  near: np.ndarray | None = None, uncertainty: np.ndarray | None = None) -> np.ndarray:

@@ -10,6 +10,7 @@ independent env-steps (each with all its N agents, which the graph filter couple
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -24,12 +25,13 @@ from torch.distributions import Normal
 
 # the on-disk formats (and rebuilding the networks from them) live beside the policy, so that
 # deployment code loads a run without importing this trainer; re-exported here for callers
+from lgtc_ros.outputs import atomic_write_text
 from lgtc_ros.policy.checkpoint import build_model, load_checkpoint, load_policy, save_checkpoint, save_policy
 from lgtc_ros.policy.heads import obs_dict
 from lgtc_ros.policy.lgtc import row_normalized
 from lgtc_ros.scenario import load_scenario, resolve_scenario
-from lgtc_ros.train.runner import (CsvLog, add_step_terms, episode_columns, learning_curve_png, rng_state,
-                                   seed_everything, set_rng_state)
+from lgtc_ros.train.runner import (RUNTIME_SETTINGS, CsvLog, add_step_terms, episode_columns, learning_curve_png,
+                                   prepare_run_dir, resume_conflicts, rng_state, seed_everything, set_rng_state)
 from lgtc_ros.world import TERMS, World
 
 ALGOS = ("lgtc-ippo", "ippo", "momappo")
@@ -73,14 +75,16 @@ class Args:
     hidden: tuple[int, ...] = (256, 256)
     unfolds: int = 3
     ode_dt: float = 1.0 / 3.0
-    threads: int = 2
+    threads: int = 1
+    """torch threads (`lgtc train --threads`; the cores are usually shared)."""
     checkpoint_every: int = 10
     """Updates between checkpoints on disk."""
 
     def validate(self) -> None:
         if self.algo not in ALGOS:
             raise ValueError(f"algo = {self.algo!r}: must be one of {ALGOS}")
-        for name in ("total_steps", "num_envs", "num_steps", "update_epochs", "minibatch_size"):
+        for name in ("total_steps", "num_envs", "num_steps", "update_epochs", "minibatch_size", "threads",
+                     "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} = {getattr(self, name)}: must be >= 1")
         if self.minibatch_size > self.num_envs * self.num_steps:
@@ -190,8 +194,9 @@ class Trainer:
 
     # -------------------------------------------------------------- one update
 
-    def collect(self) -> dict[str, Tensor]:
-        """One rollout of num_steps x num_envs env-steps with the current policy."""
+    def collect(self, on_step: Callable[[int], None] | None = None) -> dict[str, Tensor]:
+        """One rollout of num_steps x num_envs env-steps with the current policy; `on_step(n)` is
+        told of every vectorized step (n = num_envs env-steps)."""
         a, s, w, model = self.args, self.scenario, self.world, self.model
         buf: dict[str, list[Tensor]] = {}
         finished: list[dict[str, float]] = []
@@ -225,6 +230,8 @@ class Trainer:
                 w.reset(done)
                 for k in self.state:
                     self.state[k][done] = 0.0
+            if on_step is not None:
+                on_step(a.num_envs)
         self.env_steps += a.num_steps * a.num_envs
         rollout = {k: torch.stack(v) for k, v in buf.items()}
         obs = w.observe()
@@ -280,8 +287,11 @@ class Trainer:
         out["explained_variance"] = float("nan") if var == 0 else 1 - float((y_true - y_pred).var()) / var
         return out
 
-    def run(self, progress: Callable[[int, dict], None] | None = None) -> str:
-        """Train until total_steps. Returns 'done' or 'interrupted' (Ctrl-C saves a checkpoint)."""
+    def run(self, progress: Callable[[int, dict], None] | None = None,
+            on_step: Callable[[int], None] | None = None, on_phase: Callable[[str], None] | None = None) -> str:
+        """Train until total_steps. Returns 'done' or 'interrupted' (Ctrl-C, even mid-rollout, saves
+        the checkpoint of the last finished update). `progress(env_steps, row)` after each update,
+        `on_step(n)` during the rollout, `on_phase(text)` when collection or learning starts."""
         a = self.args
         boundary = self.snapshot()
         try:
@@ -291,15 +301,20 @@ class Trainer:
                     frac = 1.0 - self.env_steps / a.total_steps
                     self.opt.param_groups[0]["lr"] = frac * a.learning_rate
                 self.update += 1
-                ro = self.collect()
+                if on_phase:
+                    on_phase(f"update {self.update}: collecting")
+                ro = self.collect(on_step)
+                if on_phase:
+                    on_phase(f"update {self.update}: learning")
                 stats = self.learn(ro)
                 dt = time.perf_counter() - t0
                 self.wall += dt
                 row = self._log_row(ro, stats, dt)
-                self.log.write(row)
-                boundary = self.snapshot()
-                if self.update % a.checkpoint_every == 0:
-                    save_checkpoint(self.out / "checkpoint.pt", boundary)
+                with _signals_deferred():  # the log row and the snapshot of this update: both or neither
+                    self.log.write(row)
+                    boundary = self.snapshot()
+                    if self.update % a.checkpoint_every == 0:
+                        save_checkpoint(self.out / "checkpoint.pt", boundary)
                 if progress:
                     progress(a.num_steps * a.num_envs, row)
         except KeyboardInterrupt:
@@ -324,9 +339,9 @@ class Trainer:
         return row
 
     def finish(self) -> None:
-        """Final policy, config and learning curve beside the log."""
+        """Final policy, config and learning curve beside the log (each written whole, then renamed)."""
         save_policy(self.out / "policy.pt", self.model, self.args, self.scenario.source)
-        (self.out / "config.json").write_text(json.dumps(asdict(self.args), indent=2) + "\n")
+        atomic_write_text(self.out / "config.json", json.dumps(asdict(self.args), indent=2) + "\n")
         learning_curve_png(self.out / "train_log.csv", self.out / "learning_curve.png",
                            f"{self.args.algo} on {self.scenario.name} (seed {self.args.seed})", TERMS)
 
@@ -339,6 +354,28 @@ def _clone(obj):
     if isinstance(obj, list):
         return [_clone(v) for v in obj]
     return obj
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """SIGINT and SIGTERM wait until the block is done, then are delivered to their handlers (so
+    Ctrl-C never falls between an update's log row and its snapshot: a log row means a checkpoint
+    of at least that update is saved on interruption). Main thread only (signals go there)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(got):
+            signal.raise_signal(s)
 
 
 def _stop_on_signals() -> None:
@@ -357,31 +394,72 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def train(args: Args, resume: bool = False, show_progress: bool = True) -> str:
-    """Entry point of `lgtc train`: progress bar with reward and speed; returns the run status."""
-    from tqdm import tqdm
+def plan(args, done_steps: int = 0, per: int | None = None, unit: str = "updates") -> str:
+    """What a run will train, said at its start: `--steps` rounds up to whole updates."""
+    per = per or args.num_envs * args.num_steps
+    updates = max(math.ceil(args.total_steps / per), 0)
+    total = updates * per
+    text = (f"{args.algo} on {Path(str(args.scenario)).stem}: {updates} {unit} x {per} env-steps = {total} env-steps"
+            f" ({args.threads} torch thread{'s' if args.threads != 1 else ''})")
+    if total != args.total_steps:
+        text += f"; --steps {args.total_steps} rounded up to whole {unit}"
+    if done_steps:
+        text = f"resuming at {done_steps} env-steps: " + text + (" (already reached)" if done_steps >= total else "")
+    return text
+
+
+def train(args: Args, resume: bool = False, show_progress: bool = True, force: bool = False) -> str:
+    """Entry point of `lgtc train`: progress bar with reward and speed; returns the run status.
+
+    A fresh run refuses a folder holding a run or a log (`force`: start over); `resume` continues
+    the checkpoint in `args.out` to `args.total_steps` and refuses settings that contradict the
+    run's (listed); only `RUNTIME_SETTINGS` may change. A lock file refuses a second trainer."""
+    from lgtc_ros.outputs import Lock
 
     out = Path(args.out)
-    if not resume and (out / "checkpoint.pt").exists():
-        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it or choose another --out")
+    with Lock(out):
+        return _train(args, out, resume, show_progress, force)
+
+
+def _train(args: Args, out: Path, resume: bool, show_progress: bool, force: bool) -> str:
+    from tqdm import tqdm
+
     if resume:
-        ck = load_checkpoint(out / "checkpoint.pt")
+        ck = load_checkpoint(out / "checkpoint.pt", missing=f"--resume: no checkpoint at {out / 'checkpoint.pt'}: "
+                             f"nothing to resume (train without --resume first; --force starts over a run that "
+                             f"stopped before its first checkpoint)")
+        conflicts = resume_conflicts(ck["args"], asdict(args))
+        if conflicts:
+            raise ValueError(f"--resume: {out} was trained with other settings: {'; '.join(conflicts)}. Drop them to "
+                             f"continue the run as it was, or train a new run into another --out")
         saved = {**ck["args"], "hidden": tuple(ck["args"]["hidden"])}
-        args = Args(**{**saved, "total_steps": args.total_steps, "out": args.out})
+        args = Args(**{**saved, **{k: getattr(args, k) for k in RUNTIME_SETTINGS}})
+    else:
+        prepare_run_dir(out, force)
+    args.validate()
     trainer = Trainer(args)
     if resume:
         trainer.restore(ck)
     _stop_on_signals()
-    (out / "config.json").parent.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
-    with tqdm(total=args.total_steps, initial=min(trainer.env_steps, args.total_steps), unit="step",
+    print(plan(args, trainer.env_steps), flush=True)
+    atomic_write_text(out / "config.json", json.dumps(asdict(args), indent=2) + "\n")
+    per = args.num_envs * args.num_steps
+    total = max(math.ceil(args.total_steps / per), 0) * per
+    with tqdm(total=total, initial=min(trainer.env_steps, total), unit="step",
               desc=f"{args.algo} {trainer.scenario.name}", disable=not show_progress, smoothing=0.3) as bar:
+        def on_step(n: int) -> None:
+            bar.update(n)
+
+        def on_phase(text: str) -> None:
+            bar.set_description_str(f"{args.algo} {trainer.scenario.name} ({text})")
+
         def progress(steps: int, row: dict) -> None:
             ret = row["episode_return"]
             bar.set_postfix(ret=f"{ret:.2f}" if math.isfinite(ret) else "-", sps=f"{row['sps_env']:.0f}",
                             kl=f"{row.get('approx_kl', 0):.3f}", c=f"{row['contraction_min']:.2f}")
-            bar.update(steps)
-        status = trainer.run(progress)
+            bar.update(min(trainer.env_steps, total) - bar.n)  # the rollout's steps were counted as they ran
+
+        status = trainer.run(progress, on_step=on_step, on_phase=on_phase)
     if status == "interrupted":
         saved = load_checkpoint(out / "checkpoint.pt")["update"]
         print(f"\ninterrupted: checkpoint saved at update {saved} in {out / 'checkpoint.pt'}; continue with --resume")

@@ -1,10 +1,13 @@
-"""What every trainer shares: seeding, the CSV log and the learning-curve figure.
+"""What every trainer shares: seeding, the run folder (fresh, or resumed with the same settings),
+the CSV log and the learning-curve figure.
 
 Checkpoint and policy files: `lgtc_ros.policy.checkpoint` (deployment code reads them too)."""
 from __future__ import annotations
 
 import csv
+import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,91 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
 
 
+RUN_FILES = ("train_log.csv", "checkpoint.pt", "policy.pt", "critics.pt", "config.json", "learning_curve.png")
+"""What a trainer writes into its run folder."""
+RUNTIME_SETTINGS = ("total_steps", "out", "threads", "checkpoint_every")
+"""Settings a resumed run may change: they do not change what is learned."""
+
+
+def prepare_run_dir(out: str | Path, force: bool = False, resumable: bool = True) -> None:
+    """Before a fresh run into `out`: refuse a folder that holds a run, a log or anything else
+    (a rerun would append to the old log: its curve would show updates 1-6 then 1-3 again);
+    with `force`, remove the earlier run's files (`RUN_FILES`; others stay). Raises
+    FileExistsError (or `outputs.ProtectedOutput` for the shipped models folder)."""
+    from lgtc_ros.outputs import STAGING, ProtectedOutput, is_protected
+
+    out = Path(out)
+    if is_protected(out):
+        raise ProtectedOutput(f"{out}: lgtc never writes into the shipped models folder; choose another --out")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise FileExistsError(f"{out} is a file: --out names a run folder")
+    present = [f for f in RUN_FILES if (out / f).exists()]
+    others = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES and not p.name.startswith(".")
+                    and STAGING not in p.name)
+    if not force:
+        if "checkpoint.pt" in present:
+            hint = "pass --resume to continue it, --force to start it over" if resumable else "pass --force to start over"
+            raise FileExistsError(f"{out} already holds a run (checkpoint.pt): {hint}, or choose another --out")
+        if "policy.pt" in present or "critics.pt" in present:
+            raise FileExistsError(f"{out} already holds a run (policy.pt): pass --force to start over, "
+                                  f"or choose another --out")
+        if "train_log.csv" in present:
+            raise FileExistsError(f"{out} holds a training log but no checkpoint (the run stopped before its first "
+                                  f"checkpoint): nothing to resume; pass --force to start over, or choose another --out")
+        if present or others:
+            raise FileExistsError(f"{out} is not empty ({', '.join((present + others)[:4])}"
+                                  f"{', ...' if len(present + others) > 4 else ''}): pass --force to train into it "
+                                  f"anyway, or choose another --out")
+        return
+    for name in present:
+        (out / name).unlink()
+    for tmp in out.glob("*.tmp"):
+        tmp.unlink()
+    if present:
+        print(f"lgtc: note: --force: removed the earlier run's {', '.join(present)} from {out}", file=sys.stderr)
+
+
+def resume_conflicts(stored: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """The settings in `given` (a trainer's arguments as a dict) that contradict the run's stored
+    ones, as command-line options: ["--algo ippo (the run: lgtc-ippo)", "--set lr=... (the run: ...)"].
+    `RUNTIME_SETTINGS` may change; a scenario counts by the file it resolves to."""
+    out = []
+    for key, new in given.items():
+        if key in RUNTIME_SETTINGS or key not in stored:
+            continue
+        old = stored[key]
+        if isinstance(old, (list, tuple)) or isinstance(new, (list, tuple)):
+            same = list(old) == list(new)
+        elif key == "scenario":
+            same = _scenario_file(old) == _scenario_file(new)
+        else:
+            same = old == new
+        if not same:
+            out.append(f"{_option(key, new)} (the run: {_show(old)})")
+    return out
+
+
+def _scenario_file(name: Any) -> str:
+    from lgtc_ros.scenario import resolve_scenario
+
+    try:
+        return str(resolve_scenario(name).resolve())
+    except Exception:  # noqa: BLE001 - an unresolvable name compares as given
+        return str(name)
+
+
+def _show(value: Any) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _option(key: str, value: Any) -> str:
+    if key in ("algo", "scenario", "seed"):
+        return f"--{key} {_show(value)}"
+    return f"--set {key}={_show(value)}"
+
+
 class CsvLog:
     """Append-only CSV with a fixed header (written once); survives resume."""
 
@@ -72,14 +160,25 @@ class CsvLog:
             csv.writer(fh).writerow([_fmt(row.get(k, "")) for k in self.fields])
 
     def truncate_after(self, update: int) -> None:
-        """On resume: drop rows logged after the checkpoint (they will be produced again)."""
+        """On resume: drop rows logged after the checkpoint (they will be produced again).
+        Rewritten under a temporary name and renamed: a kill meanwhile keeps the old log."""
+        from lgtc_ros.outputs import temp_name
+
         rows = read_csv(self.path)
-        with self.path.open("w", newline="") as fh:
-            out = csv.writer(fh)
-            out.writerow(self.fields)
-            for row in rows:
-                if int(float(row["update"])) <= update:
-                    out.writerow([row.get(k, "") for k in self.fields])
+        tmp = temp_name(self.path)
+        try:
+            with tmp.open("w", newline="") as fh:
+                out = csv.writer(fh)
+                out.writerow(self.fields)
+                for row in rows:
+                    try:
+                        if int(float(row["update"])) <= update:
+                            out.writerow([row.get(k, "") for k in self.fields])
+                    except (TypeError, ValueError):  # a row cut short by a kill
+                        continue
+            os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
@@ -127,7 +226,7 @@ def learning_curve_png(csv_path: str | Path, png_path: str | Path, title: str,
     ax.legend(fontsize=8, loc="upper left")
     if "entropy" in rows[0]:
         twin = ax.twinx()
-        twin.plot(steps, col("entropy"), color="tab:green", alpha=0.7, label="entropy")
+        twin.plot(steps, col("entropy"), color="tab:purple", alpha=0.7, label="entropy")  # C0-C2: the losses
         twin.set_ylabel("policy entropy")
         twin.legend(fontsize=8, loc="upper right")
     ax = axes[1, 1]
@@ -141,8 +240,15 @@ def learning_curve_png(csv_path: str | Path, png_path: str | Path, title: str,
     fig.suptitle(title)
     fig.tight_layout()
     png_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
+    from lgtc_ros.outputs import temp_name
+
+    tmp = temp_name(png_path)  # written whole, then renamed: a killed run keeps the previous curve
+    try:
+        fig.savefig(tmp, dpi=100, format="png")
+        os.replace(tmp, png_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close(fig)
     return png_path
 
 

@@ -31,11 +31,13 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Normal
 
+from lgtc_ros.outputs import atomic_write_text
 from lgtc_ros.policy.checkpoint import save_checkpoint, save_policy
 from lgtc_ros.policy.heads import LOG_STD_MAX, LOG_STD_MIN, ActorCritic, HeadConfig, obs_dict
 from lgtc_ros.policy.lgtc import LGTC, LGTCConfig, mlp, row_normalized
 from lgtc_ros.scenario import load_scenario, resolve_scenario
-from lgtc_ros.train.runner import CsvLog, add_step_terms, episode_columns, learning_curve_png, seed_everything
+from lgtc_ros.train.runner import (CsvLog, add_step_terms, episode_columns, learning_curve_png, prepare_run_dir,
+                                   seed_everything)
 from lgtc_ros.world import TERMS, World
 
 ALGOS = ("vdn", "qmix")
@@ -71,7 +73,8 @@ class SacArgs:
     feature_dim: int = 64
     hidden: tuple[int, ...] = (256, 256)
     mix_hidden: int = 32
-    threads: int = 2
+    threads: int = 1
+    """torch threads (`lgtc train --threads`; the cores are usually shared)."""
     log_every: int = 200
     """Vectorized env steps between log rows (200 = one episode of every env)."""
 
@@ -79,7 +82,7 @@ class SacArgs:
         if self.algo not in ALGOS:
             raise ValueError(f"algo = {self.algo!r}: must be one of {ALGOS}")
         for name in ("total_steps", "num_envs", "batch_size", "buffer_size", "updates_per_step", "update_every",
-                     "log_every"):
+                     "log_every", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} = {getattr(self, name)}: must be >= 1")
         if self.batch_size > self.buffer_size:
@@ -306,13 +309,17 @@ class SacTrainer:
 
     # -------------------------------------------------------------- the loop
 
-    def run(self, progress=None) -> str:
+    def run(self, progress=None, on_step=None) -> str:
+        """Train until total_steps; `progress(env_steps, row)` at each log row, `on_step(n)` at
+        every vectorized env step (n = num_envs env-steps). Ctrl-C stops and saves the policy."""
         a = self.args
         finished, stats = [], []
         start, last_steps = time.perf_counter(), self.env_steps
         try:
             while self.env_steps < a.total_steps:
                 finished += self.act_step()
+                if on_step is not None:
+                    on_step(a.num_envs)
                 if self.replay.size >= a.learning_starts and (self.env_steps // a.num_envs) % a.update_every == 0:
                     for _ in range(a.updates_per_step):
                         stats.append(self.update())
@@ -348,28 +355,39 @@ class SacTrainer:
         save_checkpoint(self.out / "critics.pt", {"q": self.q.state_dict(), "args": asdict(self.args),
                                                  "mixers": self.mixers.state_dict() if self.mixers else None,
                                                  "env_steps": self.env_steps})
-        (self.out / "config.json").write_text(json.dumps(asdict(self.args), indent=2) + "\n")
+        atomic_write_text(self.out / "config.json", json.dumps(asdict(self.args), indent=2) + "\n")
         learning_curve_png(self.out / "train_log.csv", self.out / "learning_curve.png",
                            f"{self.args.algo} (SAC) on {self.scenario.name} (seed {self.args.seed})", TERMS)
 
 
-def train(args: SacArgs, show_progress: bool = True) -> str:
-    """Entry point of `lgtc train --algo vdn|qmix`."""
-    from tqdm import tqdm
-
-    from lgtc_ros.train.ippo import _stop_on_signals
+def train(args: SacArgs, show_progress: bool = True, force: bool = False) -> str:
+    """Entry point of `lgtc train --algo vdn|qmix`. A folder holding a run or a log is refused
+    (`force`: start over); a lock file refuses a second trainer. No resume (the replay buffer is
+    not checkpointed)."""
+    from lgtc_ros.outputs import Lock
 
     out = Path(args.out)
-    if (out / "policy.pt").exists():
-        raise FileExistsError(f"{out} already holds a run: choose another --out")
+    with Lock(out):
+        prepare_run_dir(out, force, resumable=False)
+        return _train(args, out, show_progress)
+
+
+def _train(args: SacArgs, out: Path, show_progress: bool) -> str:
+    from tqdm import tqdm
+
+    from lgtc_ros.train.ippo import _stop_on_signals, plan
+
+    args.validate()
     trainer = SacTrainer(args)
     _stop_on_signals()
-    (out / "config.json").write_text(json.dumps(asdict(args), indent=2) + "\n")  # known from the start
-    with tqdm(total=args.total_steps, unit="step", desc=f"{args.algo} {trainer.scenario.name}",
+    print(plan(args, per=args.num_envs, unit="vectorized steps"), flush=True)
+    atomic_write_text(out / "config.json", json.dumps(asdict(args), indent=2) + "\n")  # known from the start
+    total = math.ceil(args.total_steps / args.num_envs) * args.num_envs
+    with tqdm(total=total, unit="step", desc=f"{args.algo} {trainer.scenario.name}",
               disable=not show_progress, smoothing=0.3) as bar:
         def progress(steps: int, row: dict) -> None:
             ret = row["episode_return"]
             bar.set_postfix(ret=f"{ret:.2f}" if math.isfinite(ret) else "-", sps=f"{row['sps_env']:.0f}",
                             q=f"{row['q_loss']:.3f}")
-            bar.update(steps)
-        return trainer.run(progress)
+
+        return trainer.run(progress, on_step=bar.update)
