@@ -161,7 +161,7 @@ def run(make_node: Callable[[], Node], name: str, args=None) -> None:
     except Exception as exc:  # e.g. a parameter file that does not parse
         log.fatal(f"cannot start: {str(exc).splitlines()[0]}")
         sys.exit(2)
-    node, code = None, 0
+    node, executor, code = None, None, 0
     try:
         node = make_node()
         executor = SingleThreadedExecutor()
@@ -179,9 +179,15 @@ def run(make_node: Callable[[], Node], name: str, args=None) -> None:
         if rclpy.ok():  # a real error; otherwise the executor met the context Ctrl-C had just shut down
             raise
     finally:
+        if executor is not None:
+            executor.shutdown()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        # Delete the DDS participant now: os._exit below skips the finalizers that would, and a
+        # participant never deleted leaves its shared-memory segments in /dev/shm (Fast DDS), which
+        # later graphs on this machine then trip over.
+        rclpy.get_default_context().destroy()
     # Everything is released; skip the interpreter's teardown of torch and friends (~0.4 s of CPU
     # per process: 23 processes stopping together on 2 cores would outlast a 5 s stop).
     sys.stdout.flush()

@@ -63,19 +63,26 @@ class ProbeReport:
         return {k: v for k, v in vars(self).items() if k != "logs"}
 
 
+def _ns(header) -> int:
+    return header.stamp.sec * 10**9 + header.stamp.nanosec
+
+
 class GraphProbe(Node):
     def __init__(self, names: list[str], safety_radius_m: float, altitude_m: float, **kwargs) -> None:
         super().__init__("lgtc_probe", **kwargs)
         self.names, self.safety_m, self.altitude_m = names, safety_radius_m, altitude_m
         self.started_wall: float | None = None
         self.meta: dict | None = None
-        self.cmd_times: dict[str, list[float]] = {n: [] for n in names}
+        # everything is kept with its stamp and cut at the mission start in `report`: the executor
+        # may take messages of the first ticks before the latched mission description
+        self.cmd_times: dict[str, list[tuple[int, float]]] = {n: [] for n in names}  # (stamp ns, receive s)
         self.poses: dict[int, dict[int, tuple[float, float, float]]] = defaultdict(dict)  # stamp ns -> drone -> xyz
-        self.demand: list[float] = []
+        self.demand: list[tuple[int, float]] = []  # (stamp ns, open demand)
         self.cbf: comm.CbfStatus | None = None
         for i, name in enumerate(names):
             self.create_subscription(PoseStamped, f"{name}/pose", lambda m, i=i: self._on_pose(i, m), _EVERY)
-            self.create_subscription(TwistStamped, f"{name}/cmd_vel_safe", lambda m, n=name: self._on_cmd(n), _EVERY)
+            self.create_subscription(TwistStamped, f"{name}/cmd_vel_safe", lambda m, n=name: self._on_cmd(n, m),
+                                     _EVERY)
         self.create_subscription(String, "lgtc/meta", self._on_meta, LATCHED)
         self.create_subscription(Float64MultiArray, "lgtc/demands", self._on_demands, _EVERY)
         self.create_subscription(Float64MultiArray, "lgtc/cbf", self._on_cbf, _EVERY)
@@ -88,20 +95,17 @@ class GraphProbe(Node):
         self.meta = json.loads(msg.data)
         self.started_wall = time.monotonic()
 
-    def _on_cmd(self, name: str) -> None:
-        if self.started:
-            self.cmd_times[name].append(time.monotonic())
+    def _on_cmd(self, name: str, msg: TwistStamped) -> None:
+        self.cmd_times[name].append((_ns(msg.header), time.monotonic()))
 
     def _on_pose(self, i: int, msg: PoseStamped) -> None:
-        if self.started:
-            p = msg.pose.position
-            self.poses[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec][i] = (p.x, p.y, p.z)
+        p = msg.pose.position
+        self.poses[_ns(msg.header)][i] = (p.x, p.y, p.z)
 
     def _on_demands(self, msg: Float64MultiArray) -> None:
         got = comm.decode_demands(msg, None, 0.0, None, None)
-        if got is not None and self.started and self.meta is not None \
-                and got.stamp * 1e9 >= self.meta["start_epoch_ns"]:
-            self.demand.append(float(got.demand.sum()))
+        if got is not None:
+            self.demand.append((round(got.stamp * 1e9), float(got.demand.sum())))
 
     def _on_cbf(self, msg: Float64MultiArray) -> None:
         got = comm.decode_cbf_status(msg)
@@ -111,12 +115,16 @@ class GraphProbe(Node):
     def report(self) -> ProbeReport:
         now = time.monotonic()
         seconds = now - self.started_wall if self.started else 0.0
+        start = self.meta["start_epoch_ns"] if self.meta is not None else 2**63
         rates = {}
-        for name, times in self.cmd_times.items():
+        for name, stamped in self.cmd_times.items():
             # rate over the span the drone was commanded, so a landed drone is not a slow one
+            times = [t for ns, t in stamped if ns >= start]
             rates[name] = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 else 0.0
+        poses = {ns: by_drone for ns, by_drone in self.poses.items() if ns >= start}
+        demand = [d for ns, d in sorted(self.demand) if ns >= start]
         closest, too_close = np.inf, 0
-        for by_drone in self.poses.values():
+        for by_drone in poses.values():
             flying = np.array([xyz for xyz in by_drone.values() if xyz[2] > self.altitude_m / 2])
             if len(flying) < 2:
                 continue
@@ -124,12 +132,11 @@ class GraphProbe(Node):
             d = d[np.triu_indices(len(flying), 1)].min()
             closest = min(closest, float(d))
             too_close += int(d < self.safety_m)
-        stamps = sorted(self.poses)
+        stamps = sorted(poses)
         pose_hz = (len(stamps) - 1) / ((stamps[-1] - stamps[0]) * 1e-9) if len(stamps) > 2 else 0.0
         cbf = self.cbf.counters if self.cbf is not None else {}
         return ProbeReport(seconds, rates, pose_hz, closest, too_close,
-                           self.demand[0] if self.demand else float("nan"),
-                           self.demand[-1] if self.demand else float("nan"),
+                           demand[0] if demand else float("nan"), demand[-1] if demand else float("nan"),
                            int(self.cbf.fallbacks.sum()) if self.cbf is not None else 0, cbf)
 
 
