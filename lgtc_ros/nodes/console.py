@@ -1,15 +1,16 @@
 """The console scripts of the nodes (`ros2 run lgtc_ros agent_node`, setup.py entry points).
 
-Each makes Ctrl-C quiet before importing its node: importing rclpy, numpy and (agents) torch
-takes a second or more, and a SIGINT then would otherwise print a KeyboardInterrupt traceback.
+Each arms `exit_on_signals` before importing its node: importing rclpy, numpy and (agents) torch
+takes a second or more, and a SIGINT then would otherwise print a KeyboardInterrupt traceback
+(or, if only remembered, wait for the imports and the model to load before the node could stop).
 """
 import importlib
 
-from lgtc_ros.nodes.signals import quiet_signals
+from lgtc_ros.nodes.signals import exit_on_signals
 
 
 def _run(module: str) -> None:
-    quiet_signals()
+    exit_on_signals()
     importlib.import_module(f"lgtc_ros.nodes.{module}").main()
 
 
