@@ -501,8 +501,10 @@ def run_export(args) -> int:
         v_max = ck.get("v_max") or scenario.v_max
         scenario = dataclasses.replace(scenario, v_max=v_max)
         pt, meta = export(model, scenario, out, training={"args": ck.get("args", {}), "source": args.policy},
-                          metrics=metrics)
-    print(f"exported {pt} and {meta}")
+                          metrics=metrics)  # NotContractive (a ModelError, one line): c <= 0, nothing written
+    from lgtc_ros.policy.certificate import describe
+
+    print(f"exported {pt} and {meta}: {describe(json.loads(meta.read_text()))}")
     return 0
 
 
@@ -783,7 +785,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, "print the rows as one JSON object on stdout")
     p.set_defaults(func=run_sweep)
 
-    p = sub.add_parser("export", help="TorchScript per-drone step + metadata JSON from a trained policy")
+    p = sub.add_parser("export", help="TorchScript per-drone step + metadata JSON from a trained policy; "
+                       "certifies the contraction rate c of eq. (9) and refuses c <= 0")
     p.add_argument("--policy", required=True, help="a run's policy.pt (or checkpoint.pt)")
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="scenario the model is for (limits in the JSON)")
     p.add_argument("--out", required=True, help="output .pt path (the .json goes beside it)")

@@ -13,6 +13,7 @@ from rclpy.node import Node
 
 from lgtc_ros.nodes.common import StartupError, guarded, mission, now_s, run, swarm_topic
 from lgtc_ros.nodes.drone_topics import DroneTopics, MissionInputs, declare_policy, load_controllers
+from lgtc_ros.policy.certificate import describe_model
 
 
 class AgentNode(Node):
@@ -29,7 +30,8 @@ class AgentNode(Node):
         self.inputs = MissionInputs(self, [self.drone], swarm_topic(self, "lgtc/demands"),
                                     swarm_topic(self, "lgtc/meta"), scenario, max_age)
         self.create_timer(scenario.dt, guarded(self, lambda: self.drone.tick(now_s(self))))
-        self.get_logger().info(f"{model or 'shipped model'} at {1 / scenario.dt:.0f} Hz")
+        self.get_logger().info(f"{model or 'shipped model'} at {1 / scenario.dt:.0f} Hz; "
+                               f"{describe_model(model, scenario, any_consumers)}")
 
 
 def main(args=None) -> None:

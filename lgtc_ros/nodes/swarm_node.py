@@ -13,6 +13,7 @@ from rclpy.node import Node
 
 from lgtc_ros.nodes.common import guarded, mission, now_s, run
 from lgtc_ros.nodes.drone_topics import DroneTopics, MissionInputs, declare_policy, load_controllers
+from lgtc_ros.policy.certificate import describe_model
 
 
 class SwarmNode(Node):
@@ -24,7 +25,8 @@ class SwarmNode(Node):
         self.drones = [DroneTopics(self, c, f"{name}/") for c, name in zip(controllers, names)]
         self.inputs = MissionInputs(self, self.drones, "lgtc/demands", "lgtc/meta", scenario, max_age)
         self.create_timer(scenario.dt, guarded(self, self._tick))
-        self.get_logger().info(f"{len(names)} drones, {model or 'shipped model'} at {1 / scenario.dt:.0f} Hz")
+        self.get_logger().info(f"{len(names)} drones, {model or 'shipped model'} at {1 / scenario.dt:.0f} Hz; "
+                               f"{describe_model(model, scenario, any_consumers)}")
 
     def _tick(self) -> None:
         now = now_s(self)

@@ -11,7 +11,11 @@ state x [F], and the message to broadcast this tick: (psi [G], x_new [F]); atten
 
 The same file carries `batched(...)` ([B,N,...] tensors and the neighbour mask) for fast
 evaluation; both run the identical `LGTC.core`, and a test proves they agree to 1e-5.
-Beside `name.pt` lies `name.json`: shapes, scenario limits, training config, git commit, metrics.
+Beside `name.pt` lies `name.json`: shapes, scenario limits, training config, git commit, metrics,
+and the contraction certificate (policy/certificate.py): `contraction_rate` (eq. (9)'s c, worst
+case over every admissible input), `state_bound`, `certificate`. A model whose certified c is
+not > 0 is refused (`NotContractive`), before anything is written. Files exported before the
+certificate existed lack the three fields and still load.
 """
 from __future__ import annotations
 
@@ -66,6 +70,12 @@ class ModelMismatch(ModelError):
 class ModelMetadataError(ModelMismatch):
     """The metadata that says what a model fits is missing, malformed, of another format version
     or contradicts the model (a kind of ModelMismatch: without it, fit cannot be checked)."""
+
+
+class NotContractive(ModelError):
+    """An LGTC model whose certified contraction rate (eq. (9), worst case over every admissible
+    input: policy/certificate.py) is not > 0: its state ODE is not certified to contract, so
+    `export` refuses it."""
 
 
 EXPORTED, TRAINER = "exported", "trainer output"
@@ -156,9 +166,16 @@ def export(model: ActorCritic, scenario, out: str | Path, training: dict | None 
     import os
 
     from lgtc_ros.outputs import replace_protected, temp_name
+    from lgtc_ros.policy.certificate import certify, metadata_fields
 
     out = Path(out)
     meta_path = out.with_suffix(".json")
+    cert = certify(model)  # None without the consensus state: no ODE to certify
+    if cert is not None and not cert.certified:
+        raise NotContractive(
+            f"refusing to export {out.name}: not contractive, certified contraction rate c = "
+            f"{cert.contraction_rate:.4g} <= 0 (eq. (9)'s worst case, f = 0 with neighbours, is min tau = "
+            f"tau[{cert.argmin_feature}]); train with a larger contractivity penalty (--set alpha=...)", out)
     for path in (out, meta_path):
         replace_protected(path)  # the shipped models are never written over
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -182,6 +199,7 @@ def export(model: ActorCritic, scenario, out: str | Path, training: dict | None 
                      "comm_radius": scenario.comm_radius, "dt": scenario.dt},
         "training": training or {},
         "metrics": metrics or {},
+        **metadata_fields(cert),
         "git_commit": git_commit(),
         "torch": torch.__version__,
     }
