@@ -94,6 +94,16 @@ def _probability(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{value} is out of range: must be > 0")
+    return value
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows every option's default (not the empty ones: None, False)."""
 
@@ -180,6 +190,8 @@ def run_sim(args) -> int:
     scenario = _scenario(args.scenario)
     if args.record is not None and args.out is not None and Path(args.record).resolve() == Path(args.out).resolve():
         raise SystemExit("lgtc: --record and --out name the same folder: put the bag inside --out or elsewhere")
+    if args.animate is not None:
+        _check_animation(args.animate, args.force)  # before minutes of simulation, not after
     with ExitStack() as stack:  # everything is built in staging folders, renamed into place at the end
         out_dir = stack.enter_context(staged_dir(args.out, args.force)) if args.out is not None else None
         record_dir = None
@@ -190,8 +202,42 @@ def run_sim(args) -> int:
                 record_dir = stack.enter_context(staged_dir(args.record, args.force, "--record"))
                 record_dir.rmdir()  # the bag writer creates its folder itself
         summary = _simulate(scenario, args, out_dir, record_dir)
+    if args.animate is not None:
+        from lgtc_ros.animate import from_trace
+
+        _write_animation(from_trace(summary.pop("_trace"), scenario), args,
+                         f"{scenario.name}, {Path(args.policy).stem}, seed {args.seed} (episode 0)")
+    summary.pop("_trace", None)
     _print_sim(summary, args)
     return 0
+
+
+def _check_animation(path, force: bool) -> None:
+    from lgtc_ros.animate import check_path
+    from lgtc_ros.outputs import check_target
+
+    try:
+        check_path(path)
+    except ValueError as exc:
+        raise SystemExit(f"lgtc: {exc}") from None
+    check_target(path, force, "--animate")
+
+
+def _write_animation(frames, args, title: str) -> None:
+    """`args.animate` (checked already), at `args.animate_speed` x real time, with a progress bar."""
+    from tqdm import tqdm
+
+    from lgtc_ros.animate import write
+    from lgtc_ros.outputs import staged_files
+
+    with staged_files([args.animate], args.force, "--animate") as (tmp,), \
+            tqdm(desc=f"animating {args.animate}", unit="frame", file=sys.stderr, disable=args.quiet) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        write(frames, tmp, title, speed=args.animate_speed, progress=progress)
+    print(f"wrote {args.animate} ({args.animate_speed:g}x real time)")
 
 
 def _simulate(scenario, args, out_dir: Path | None, record_dir: Path | None) -> dict:
@@ -208,8 +254,8 @@ def _simulate(scenario, args, out_dir: Path | None, record_dir: Path | None) -> 
         policy = make_policy(args.policy, args.seed, scenario, args.any_consumers)
         _note_identical_episodes(scenario, args, runtime)
         with _EpisodeBar(args.episodes, scenario, f"{scenario.name} / {label}", args.quiet) as bar:
-            stats, trace = rollout(scenario, policy, args.episodes, seed=args.seed, trace=out_dir is not None,
-                                   on_step=bar)
+            stats, trace = rollout(scenario, policy, args.episodes, seed=args.seed,
+                                   trace=out_dir is not None or args.animate is not None, on_step=bar)
         extra = {}
     summary = {"scenario": scenario.name, "policy": args.policy, "seed": args.seed, **stats.summary(), **extra,
                "threads": args.threads}
@@ -220,7 +266,7 @@ def _simulate(scenario, args, out_dir: Path | None, record_dir: Path | None) -> 
         summary["steps_csv"] = f"{STEPS_CSV}: episode 0 of {args.episodes}, one row per step and drone"
         (out_dir / "summary.json").write_text(json.dumps(json.loads(to_json(summary)), indent=2) + "\n")
         summary["out"] = str(args.out)
-    summary["_runtime"] = runtime
+    summary["_runtime"], summary["_trace"] = runtime, trace
     return summary
 
 
@@ -336,7 +382,7 @@ def _recorder(scenario, args, path: Path):
 
     meta = {"scenario": scenario.name, "scenario_file": scenario.source, "policy": args.policy, "seed": args.seed,
             "dt": scenario.dt, "cbf": args.cbf, "comm_radius": scenario.comm_radius,
-            "consumer_radius": scenario.consumer_radius, "latency_ticks": args.latency, "drop_prob": args.drop,
+            "consumer_radius": scenario.consumer_radius, "safety_radius": scenario.safety_radius, "latency_ticks": args.latency, "drop_prob": args.drop,
             "events": [{"time_s": e.time_s, "kind": e.kind, "agent": e.agent, "select": e.select}
                        for e in scenario.events]}
     try:
@@ -353,10 +399,20 @@ def run_replay(args) -> int:
 
     bag = Path(args.bag)
     out = Path(args.out) if args.out is not None else bag.parent / f"{bag.name}_report"
+    video = None if args.animate is None else Path(args.animate) if args.animate else out / REPLAY_VIDEO
+    if video is not None and not _inside(video, out):
+        _check_animation(video, args.force)
     try:
         with staged_dir(out, args.force) as tmp:
             result = report(args.bag, tmp, args.policy, any_consumers=args.any_consumers)
+            if video is not None and _inside(video, out):  # part of the report: staged with it
+                staged_video = tmp / video.resolve().relative_to(out.resolve())
+                _render_recording(args, staged_video)
+                result["files"].append(str(staged_video))
             _retarget_report(tmp, out, result, {"threads": args.threads})
+        if video is not None and not _inside(video, out):
+            args.animate = str(video)
+            _render_recording(args, None)
     except (BagError, FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"lgtc: {exc}") from None
     if args.json:
@@ -365,6 +421,31 @@ def run_replay(args) -> int:
         print(markdown(result, result["open_loop"]))
         print(f"\nwrote {', '.join(result['files'])}")
     return 0
+
+
+REPLAY_VIDEO = "mission.gif"
+
+
+def _render_recording(args, staged: Path | None) -> None:
+    """The bag's mission as a video: into `staged` (inside the report's staging folder), else to
+    `args.animate` through its own staging."""
+    from lgtc_ros.animate import check_path, from_recording, write
+    from lgtc_ros.bags import read_bag
+
+    rec = read_bag(args.bag)
+    scenario = None
+    if "safety_radius" not in rec.meta:  # recordings by `lgtc sim --record` before it was recorded
+        from lgtc_ros.scenario import load_scenario, resolve_scenario
+
+        scenario = load_scenario(resolve_scenario(rec.meta.get("scenario_file") or rec.meta["scenario"]))
+    frames = from_recording(rec, scenario)
+    policy = f", {Path(str(rec.meta['policy'])).stem}" if rec.meta.get("policy") else ""
+    title = f"{rec.meta.get('scenario', Path(args.bag).name)}{policy}, recorded ({Path(args.bag).name})"
+    if staged is None:
+        _write_animation(frames, args, title)
+        return
+    check_path(staged)
+    write(frames, staged, title, speed=args.animate_speed)
 
 
 def _retarget_report(staged: Path, final: Path, result: dict, extra: dict) -> None:
@@ -732,7 +813,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="safety filter in the runtime (default: %(default)s)")
     p.add_argument("--latency", type=_int_at_least(0), default=0, help="radio latency in extra ticks, >= 0 (runtime)")
     p.add_argument("--drop", type=_probability, default=0.0, help="radio drop probability in [0, 1] (runtime)")
-    force(p, "an existing --out folder or --record bag")
+    p.add_argument("--animate", default=None, metavar="VIDEO",
+                   help="render episode 0 as VIDEO: .mp4 (needs ffmpeg) or .gif (drones, consumers sized by open "
+                   "demand, clusters, links, safety radius)")
+    p.add_argument("--animate-speed", type=_positive_float, default=4.0,
+                   help="playback speed of --animate, x real time (default: %(default)s)")
+    force(p, "an existing --out folder, --record bag or --animate file")
     common(p)
     p.set_defaults(func=run_sim)
 
@@ -749,7 +835,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="report folder (default: <bag>_report beside the bag)")
     p.add_argument("--any-consumers", action="store_true", help="allow a model trained with another M")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    force(p, "an existing report folder")
+    p.add_argument("--animate", nargs="?", const="", default=None, metavar="VIDEO",
+                   help=f"render the mission too: VIDEO (.mp4 needs ffmpeg, or .gif); without VIDEO: "
+                   f"{REPLAY_VIDEO} in the report folder")
+    p.add_argument("--animate-speed", type=_positive_float, default=4.0,
+                   help="playback speed of --animate, x real time (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    force(p, "an existing report folder or --animate file")
     threads(p)
     p.set_defaults(func=run_replay)
 
