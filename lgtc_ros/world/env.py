@@ -19,8 +19,13 @@ from torch import Tensor
 
 from lgtc_ros.scenario import Scenario
 from lgtc_ros.world import resources as res
-from lgtc_ros.world.observation import Observation, neighbour_mask
-from lgtc_ros.world.rewards import TERMS, hybrid_reward
+from lgtc_ros.world.observation import Observation
+from lgtc_ros.world.rewards import TERMS
+
+SPARSE_BELOW = 0.35
+"""`World.step` computes release and coverage on the rows of the agents inside a consumer only
+when they are fewer than this share of all agents (else on all rows: index ops on most rows cost
+more than plain ops on all). Same results either way."""
 
 # Jitter of the initial grids as a fraction of a cell: keeps agents >= 0.6 cell apart at reset.
 AGENT_JITTER = 0.2
@@ -167,39 +172,108 @@ class World:
     # ------------------------------------------------------------------ step
 
     def step(self, action: Tensor) -> StepResult:
-        """Advance every env by dt. action [B,N,2]: velocity commands, arena units/s (clipped to v_max)."""
-        s = self.scenario
+        """Advance every env by dt. action [B,N,2]: velocity commands, arena units/s (clipped to v_max).
+
+        The rules are those of `resources.py` and `rewards.py`; the state, distances and graphs come out bit
+        for bit as theirs, the rewards to float rounding (test/test_world_regression.py). The
+        ops are chosen for speed on the CPU, where torch is slow on broadcasts, reductions and
+        gathers over tiny trailing dims (r types, M consumers, x/y): per-type masks are
+        precomputed at full size (`_Masks`), sums over types are matrix-vector products, sums
+        compared with 0 are tests of "any" (supplies and needs are >= 0), one index_add per step
+        sums the supplies at every consumer for release and coverage alike (on the rows of the
+        agents inside a consumer when they are few), the release arithmetic is skipped on steps
+        that deliver nothing, the assigned targets are cached until the assignment changes, and
+        the `active` masks are skipped while every agent flies (x * 1.0 == x)."""
+        s, k = self.scenario, self._masks()
         self._apply_events()
-        vel = clip_speed(action.to(self.pos.dtype), s.v_max) * self.active[..., None]
+        active = self.active
+        all_active = bool(active.all())
+        vel = clip_speed(action.to(self.pos.dtype), s.v_max)
+        if not all_active:
+            vel = vel * active[..., None]
         pos_prev = self.pos
         self.pos = (self.pos + vel * s.dt).clamp(-1.0, 1.0)
+        b, m = self.n_envs, s.n_consumers
 
-        radii = res.consumer_radii(s.consumer_radius, s.consumer_radius_demand_scale, self.demand)
-        at = res.membership(self.pos, self.consumer_pos, radii, self.active)
-        released, delivered = res.release_instantaneous(self.supply, self.need, at, self.instantaneous)
-        inst_open_before = (self.need * self.instantaneous).sum(-1) > 0
-        self.need = (self.need - delivered).clamp_min(0.0)
-        self.supply = (self.supply - released).clamp_min(0.0)
-        releasing = released.sum(-1) > 0
-        self.contributed |= res.one_hot(at, s.n_consumers) & releasing[..., None]
-        completed = inst_open_before & ((self.need * self.instantaneous).sum(-1) <= 1e-6)
-        covered, covering = res.persistent_coverage(self.supply, self.need, at, self.persistent)
-        attended = res.attended(self.supply, self.need, at)
-        self.supply = res.discharge(self.supply, self.rates, self.active, s.dt)
+        # who is at which consumer (res.membership)
+        dist = torch.cdist(self.pos, self.consumer_pos, compute_mode="donot_use_mm_for_euclid_dist")  # [B,N,M]
+        if s.consumer_radius_demand_scale == 0.0:
+            # one radius R for all: the nearest consumer within R is the nearest one, if within R
+            nearest, idx = dist.min(-1)
+            inside = nearest <= s.consumer_radius
+        else:
+            radii = res.consumer_radii(s.consumer_radius, s.consumer_radius_demand_scale, self.demand)
+            nearest, idx = dist.masked_fill(dist > radii[:, None, :], torch.inf).min(-1)
+            inside = torch.isfinite(nearest)
+        if not all_active:
+            inside = inside & active
+        at = torch.where(inside, idx, m)
+        # each agent's consumer as a row of the [B*(M+1), ...] views below (row M of an env: none)
+        slot = (at + k.env_base).view(-1)
+        r = k.r
+
+        # instantaneous release (res.release_instantaneous) and coverage. One sum of the supplies per
+        # consumer serves both kinds: its instantaneous columns are the incoming supply, its
+        # persistent columns the supply present for coverage (release leaves those columns alone).
+        # Only agents inside a consumer release or cover: when they are few (agents on their way),
+        # only their rows are computed (`SPARSE_BELOW`); the sums see the same agents in the same
+        # order either way, so both give the same bits.
+        n_rows = b * s.n_agents
+        rows = None
+        if n_rows and float(inside.sum()) < SPARSE_BELOW * n_rows:
+            rows = torch.nonzero(inside.view(-1)).squeeze(1)              # ascending
+            slot = slot.index_select(0, rows)
+        pick = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))  # noqa: E731
+        spread = (lambda t, like: t) if rows is None else (lambda t, like: like.index_copy_(0, rows, t))  # noqa: E731
+        supply = self.supply
+        supply_in = pick(supply.reshape(-1, r))
+        present = k.sums_r.zero_().index_add_(0, slot, supply_in).view(b, m + 1, r)
+        need_pad = k.need_pad
+        torch.mul(self.need, k.inst_mr, out=need_pad[:, :m])              # row M and persistent columns: 0
+        delivered = torch.minimum(present, need_pad)
+        inst_need = torch.mv(self.need.reshape(-1, r), k.inst_f)          # supplies, needs >= 0
+        if bool(delivered.any()):
+            frac = delivered / present.clamp_min(1e-12)                   # 0 where nothing came in
+            released_in = supply_in * frac.view(-1, r).index_select(0, slot)
+            released = spread(released_in, supply.new_zeros(n_rows, r)).view(supply.shape)
+            released_sum = spread(torch.mv(released_in, k.ones_r), supply.new_zeros(n_rows)).view(at.shape)
+            self.need = (self.need - delivered[:, :m]).clamp_min(0.0)
+            self.supply = (supply - released).clamp_min(0.0)
+            releasing = released_sum > 0
+            if bool(releasing.any()):
+                self.contributed |= k.onehot.index_select(0, torch.where(releasing, at, m).view(-1)).view(
+                    self.contributed.shape)
+            inst_left = torch.mv(self.need.reshape(-1, r), k.inst_f)
+        else:  # nothing delivered (most steps): need and supply stay (>= 0, so clamping keeps them too)
+            released, released_sum = supply.new_zeros(supply.shape), supply.new_zeros(at.shape)
+            self.need, self.supply, inst_left = self.need.clone(), supply.clone(), inst_need
+        completed = ((inst_need > 0) & (inst_left <= 1e-6)).view(b, m)
+
+        # persistent coverage and attendance (res.persistent_coverage, res.attended):
+        # useful[i, l] = 1 when agent i carries type l and its consumer still needs l
+        wanted = k.wanted_pad
+        torch.sign(self.need, out=wanted[:, :m])                           # row M stays 0
+        useful = torch.sign(pick(self.supply.reshape(-1, r))) * wanted.view(-1, r).index_select(0, slot)
+        covering = spread(torch.mv(useful, k.pers_f) > 0, at.new_zeros(n_rows, dtype=torch.bool)).view(at.shape)
+        helpers = k.sums_1.zero_().index_add_(0, slot, torch.mv(useful, k.ones_r)).view(b, m + 1)
+        attended = helpers[:, :m] > 0
+        covered = torch.minimum(present[:, :m], self.need) * k.pers_mr
+        if k.drain is not None:  # res.discharge
+            drain = k.drain if all_active else k.drain * active[..., None]
+            self.supply = (self.supply - drain).clamp_min(0.0)
         demand_prev = self.demand
-        self.demand = res.remaining_demand(self.need, covered, self.persistent)
+        self.demand = torch.where(k.pers_mr_bool, self.need - covered, self.need).clamp_min(0.0)
 
         target, inside_target = self._assigned_targets(at)
-        pair_dist = torch.cdist(self.pos, self.pos, compute_mode="donot_use_mm_for_euclid_dist")
-        neighbours = neighbour_mask(self.pos, self.active, s.comm_radius, pair_dist)
-        terms = hybrid_reward(
-            s.rewards, pos_prev=pos_prev, pos=self.pos, target=target, inside_target=inside_target,
-            released=released, covering=covering, completed=completed, contributed=self.contributed,
-            neighbours=neighbours, pair_dist=pair_dist, attended=attended, has_need=self.need.sum(-1) > 0,
-            active=self.active, demand_prev=demand_prev, demand=self.demand,
-        )
+        pair_dist = self._pair_dist()
+        neighbours = self._neighbours(pair_dist, active, all_active)
+        self._graph_cache = ((self.pos, self.pos._version, self.active, self.active._version), neighbours)
+        terms = self._reward_terms(pos_prev, target, inside_target, released_sum, covering, completed, neighbours,
+                                   pair_dist, attended, demand_prev, active, all_active)
         self.t += 1
-        reward = torch.stack([terms[k] for k in TERMS]).sum(0)
+        reward = terms[TERMS[0]]
+        for name in TERMS[1:]:
+            reward = reward + terms[name]
         obs = Observation(self.pos, self.supply, self.consumer_pos, self.demand, self.kinds, neighbours,
                           self.active)
         info = {"attended": attended, "covering": covering, "released": released, "at": at,
@@ -207,10 +281,68 @@ class World:
         return StepResult(obs, reward, terms, self.t >= s.episode_steps, info)
 
     def observe(self) -> Observation:
-        """Current observations of every agent in every env."""
-        neighbours = neighbour_mask(self.pos, self.active, self.scenario.comm_radius)
+        """Current observations of every agent in every env. The neighbour graph of the last step is
+        reused while positions and `active` are those it was computed from (same tensors, no
+        in-place write since): a rollout's observe() after step() costs no second graph."""
+        key = (self.pos, self.pos._version, self.active, self.active._version)
+        cached = getattr(self, "_graph_cache", None)
+        if cached is not None and all(a is b if isinstance(a, Tensor) else a == b for a, b in zip(cached[0], key)):
+            neighbours = cached[1]
+        else:
+            neighbours = self._neighbours(self._pair_dist(), self.active, bool(self.active.all()))
         return Observation(self.pos, self.supply, self.consumer_pos, self.demand, self.kinds, neighbours,
                            self.active)
+
+    def _pair_dist(self) -> Tensor:
+        """|p_i - p_j| [B,N,N]."""
+        return torch.cdist(self.pos, self.pos, compute_mode="donot_use_mm_for_euclid_dist")
+
+    def _neighbours(self, pair_dist: Tensor, active: Tensor, all_active: bool) -> Tensor:
+        """`observation.neighbour_mask` from the distances: within C, not itself, both active."""
+        out = pair_dist <= self.scenario.comm_radius
+        out.diagonal(dim1=1, dim2=2).fill_(False)
+        return out if all_active else out & active[:, :, None] & active[:, None, :]
+
+    def _reward_terms(self, pos_prev, target, inside_target, released_sum, covering, completed, neighbours,
+                      pair_dist, attended, demand_prev, active, all_active) -> dict[str, Tensor]:
+        """`rewards.hybrid_reward` on this step's by-products (same terms, to float rounding)."""
+        g, k = self.scenario.rewards, self._masks()
+        ftype = self.pos.dtype
+        # rw_id: |p' - t|^2 - |p - t|^2 = (p' - p) . (p' + p - 2 t), times the gain (in the mv)
+        step = (pos_prev - self.pos) * (pos_prev + self.pos).sub_(target, alpha=2.0)
+        assign = torch.mv(step.view(-1, 2), k.progress_2).view(inside_target.shape).masked_fill_(
+            inside_target, g.assignment_inside)
+        close = (g.collision_distance**2 - pair_dist * pair_dist).clamp_min_(0.0)
+        if all_active and k.collision_inside_comm:  # pairs closer than d_c are neighbours but for i == j
+            close.diagonal(dim1=1, dim2=2).fill_(0.0)
+        else:
+            close = close * neighbours
+        collision = torch.mv(close.view(-1, close.shape[-1]), k.collision_n).view(close.shape[:2])
+        if bool(completed.any()):
+            earned = (self.contributed & completed[:, None, :]).any(-1) * g.subteam_completion
+        else:
+            earned = completed.new_zeros(covering.shape, dtype=ftype)
+        no_need = (torch.mv(self.need.reshape(-1, k.r), k.ones_r) <= 0).view(attended.shape)
+        everyone = (attended | no_need).all(-1)
+        reduced = torch.mv((demand_prev - self.demand).view(attended.shape[0], -1), k.ones_mr)
+        terms = {
+            "assignment": assign,
+            "instantaneous_release": g.instantaneous_release * released_sum,
+            "persistent_cover": covering * g.persistent_cover,
+            "subteam_completion": earned,
+            "collision": collision,
+            "all_covered": (everyone * g.all_covered)[:, None].expand_as(assign).contiguous(),
+            "demand_reduction": (g.demand_reduction * reduced)[:, None].expand_as(assign).contiguous(),
+        }
+        if not all_active:
+            on = active.to(ftype)
+            terms = {name: value * on for name, value in terms.items()}
+        return terms
+
+    def _masks(self) -> "_Masks":
+        if getattr(self, "_mask_cache", None) is None or self._mask_cache.key != (self.n_envs, self.device):
+            self._mask_cache = _Masks.build(self)
+        return self._mask_cache
 
     # ------------------------------------------------------------------ helpers
 
@@ -223,10 +355,22 @@ class World:
 
     def _assigned_targets(self, at: Tensor) -> tuple[Tensor, Tensor]:
         """Assigned consumer position [B,N,2] (own position if unassigned) and inside-R flag [B,N]."""
-        has = self.assign >= 0
-        target = torch.gather(self.consumer_pos, 1, self.assign.clamp_min(0)[..., None].expand(-1, -1, 2))
-        target = torch.where(has[..., None], target, self.pos)
-        return target, (at == self.assign) & has
+        # cached until the assignment or a consumer position changes (re-plan, reset, event, or
+        # a caller writing them: in-place writes bump a tensor's _version)
+        key = (self.assign, self.assign._version, self.consumer_pos, self.consumer_pos._version)
+        cached = getattr(self, "_target_cache", None)
+        if cached is None or any(a is not b if isinstance(a, Tensor) else a != b for a, b in zip(cached[0], key)):
+            has = self.assign >= 0
+            rows = (self.assign.clamp_min(0) + self._masks().consumer_base).view(-1)
+            target = self.consumer_pos.reshape(-1, 2).index_select(0, rows).view(self.pos.shape)
+            state = "all" if bool(has.all()) else "none" if not bool(has.any()) else "some"
+            cached = self._target_cache = (key, has, target, has[..., None].expand_as(target).contiguous(), state)
+        _, has, target, has_xy, state = cached
+        if state == "all":
+            return target, at == self.assign
+        if state == "none":
+            return self.pos, torch.zeros_like(has)
+        return torch.where(has_xy, target, self.pos), (at == self.assign) & has
 
     def _apply_events(self) -> None:
         """Fire the scheduled events due at this step (a loop over events, vectorized over envs)."""
@@ -315,3 +459,52 @@ class World:
         result = solve(problem, time_limit=a.time_limit_s, gap_limit=a.gap_limit)
         self.assignment_status[result.status] += 1
         return result.assign
+
+
+@dataclass(frozen=True)
+class _Masks:
+    """Constants and scratch buffers of `World.step` for one World (B envs): per-type masks at full
+    size, row offsets into the flattened [B*(M+1), ...] per-consumer views."""
+
+    key: tuple
+    r: int
+    inst_f: Tensor          # [r] 1.0 for instantaneous types
+    pers_f: Tensor          # [r] 1.0 for persistent types
+    inst_mr: Tensor         # [B,M,r] inst_f at full size
+    pers_mr: Tensor         # [B,M,r] pers_f at full size
+    pers_mr_bool: Tensor    # [B,M,r]
+    drain: Tensor | None    # [B,N,r] discharge per step (None: no type discharges)
+    env_base: Tensor        # [B,N] b * (M+1): env b's first row in [B*(M+1), ...]
+    consumer_base: Tensor   # [B,1] b * M
+    onehot: Tensor          # [M+1,M] bool, row M all False
+    ones_r: Tensor
+    ones_mr: Tensor
+    progress_2: Tensor      # [2] the gain of rw_id's progress
+    collision_n: Tensor     # [N] -gain of the collision term
+    collision_inside_comm: bool  # d_c < C: every pair closer than d_c is a neighbour (but i == j)
+    # scratch, overwritten every step (nothing `step` returns aliases them)
+    sums_r: Tensor          # [B*(M+1), r]
+    sums_1: Tensor          # [B*(M+1)]
+    need_pad: Tensor        # [B,M+1,r], row M stays 0
+    wanted_pad: Tensor      # [B,M+1,r], row M stays 0
+
+    @staticmethod
+    def build(w: "World") -> "_Masks":
+        s, b, dev = w.scenario, w.n_envs, w.device
+        n, m, r = s.n_agents, s.n_consumers, s.n_resources
+        full = lambda mask, rows: mask.expand(b, rows, r).contiguous()  # noqa: E731
+        inst, pers = w.instantaneous.to(torch.float32), w.persistent.to(torch.float32)
+        return _Masks(
+            key=(b, dev), r=r, inst_f=inst, pers_f=pers,
+            inst_mr=full(inst, m), pers_mr=full(pers, m), pers_mr_bool=full(w.persistent, m),
+            drain=full(w.rates * s.dt, n) if bool((w.rates > 0).any()) else None,
+            env_base=(torch.arange(b, device=dev) * (m + 1))[:, None].expand(b, n).contiguous(),
+            consumer_base=(torch.arange(b, device=dev) * m)[:, None],
+            onehot=torch.eye(m + 1, dtype=torch.bool, device=dev)[:, :m].contiguous(),
+            ones_r=torch.ones(r, device=dev), ones_mr=torch.ones(m * r, device=dev),
+            progress_2=torch.full((2,), s.rewards.assignment_progress, device=dev),
+            collision_n=torch.full((n,), -s.rewards.collision, device=dev),
+            collision_inside_comm=s.rewards.collision_distance < s.comm_radius * (1 - 1e-6),
+            sums_r=torch.zeros(b * (m + 1), r, device=dev), sums_1=torch.zeros(b * (m + 1), device=dev),
+            need_pad=torch.zeros(b, m + 1, r, device=dev), wanted_pad=torch.zeros(b, m + 1, r, device=dev),
+        )
