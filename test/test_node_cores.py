@@ -120,3 +120,27 @@ def test_plant_hardware_mode_places_agents_and_keeps_resources():
         plant.step(0.1)
     with pytest.raises(ValueError, match="mode"):
         MissionPlant(PAPER, mode="replay")
+
+
+def test_plant_hardware_mode_takes_a_drone_on_the_ground_out_of_the_mission():
+    """A drone whose takeoff failed (or that landed) must not deliver from the floor: measured
+    below half the flight height, it is out for good, and eq. (3) is re-solved without it."""
+    plant = MissionPlant(PAPER, seed=1, mode="hardware")
+    w = plant.world
+    useful = ((w.supply[0][:, None, :] > 0) & (w.demand[0][None, :, :] > 0)).any(-1)
+    i, m = (int(v) for v in np.argwhere(useful.numpy())[0])
+    measured = np.full((PAPER.n_agents, 3), np.nan)
+    measured[i] = [*plant.frame.to_metres(w.consumer_pos[0, m].numpy().astype(np.float64)), 0.02]  # on the floor
+    before = plant.observe(0.0)
+    out = plant.step(0.05, measured_pos_m=measured)
+    assert not out.active[i] and out.active[np.arange(PAPER.n_agents) != i].all()
+    assert w.assign[0, i] == -1
+    d0 = comm.decode_demands(before.demands, None, 1.0, None, None).demand
+    d1 = comm.decode_demands(out.demands, None, 1.0, None, None).demand
+    assert d1[m].sum() == pytest.approx(d0[m].sum())            # nothing delivered from the ground
+    measured[i, 2] = 1.0                                        # back in the air: still out
+    assert not plant.step(0.1, measured_pos_m=measured).active[i]
+    plant.ground([])                                            # nothing to do
+    unseen = MissionPlant(PAPER, seed=1, mode="hardware")
+    unseen.ground([0, 3])                                       # no pose before the start
+    assert (~unseen.observe(0.0).active).nonzero()[0].tolist() == [0, 3]

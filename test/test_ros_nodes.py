@@ -198,3 +198,29 @@ def test_marker_messages_are_updated_in_place_and_follow_what_was_decided():
     assert d.action == Marker.DELETE and d.header.stamp.sec == 2            # hidden: deleted in RViz
     assert len(ln.points) == 2                                              # fewer links: fewer points
     assert conv.convert([drone, link(0)], Time(sec=3)).markers[1].points == []
+
+
+def test_hardware_world_takes_drones_without_a_pose_or_on_the_ground_out_of_the_mission(context):
+    """With real drones, one whose takeoff failed (no pose before the start, or measured on the
+    floor) is out of the mission: inactive in the world, so its supply status tells the bridge to
+    keep it down, and it delivers nothing."""
+    from geometry_msgs.msg import PoseStamped
+    from std_msgs.msg import Bool
+
+    world = WorldNode(context=context, parameter_overrides=params(mode="hardware"))
+    try:
+        def pose(i: int, z: float) -> None:
+            msg = PoseStamped()
+            msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = 0.1 * i, 0.0, z
+            world._on_pose(i, msg)
+
+        for i in range(4):  # cf5 never reports a pose
+            pose(i, 1.0)
+        world._on_airborne(Bool(data=True))
+        world._step()
+        assert world.plant.world.active[0].tolist() == [True, True, True, True, False]
+        pose(0, 0.03)  # cf1 lands
+        world._step()
+        assert world.plant.world.active[0].tolist() == [False, True, True, True, False]
+    finally:
+        world.destroy_node()

@@ -66,6 +66,7 @@ class WorldNode(Node):
         self.v_stamp = np.full(n, -np.inf)
         self.measured = np.full((n, 3), np.nan)
         self.ready = np.zeros(n, dtype=bool)
+        self.seen = np.zeros(n, dtype=bool)  # hardware: a pose received from the drone
         self.pub_demands = self.create_publisher(Float64MultiArray, "lgtc/demands", LATEST)
         self.pub_terms = self.create_publisher(Float64MultiArray, "lgtc/reward_terms", RECORD)
         self.pub_meta = self.create_publisher(String, "lgtc/meta", LATCHED)
@@ -114,6 +115,11 @@ class WorldNode(Node):
 
     def _on_airborne(self, msg: Bool) -> None:
         if msg.data and not self.running:
+            unseen = np.flatnonzero(~self.seen)
+            if unseen.size:
+                self.plant.ground(unseen)
+                self.get_logger().warning(f"no pose from {', '.join(self.names[i] for i in unseen)} before the start: "
+                                          "out of the mission")
             self._begin(self.get_clock().now().nanoseconds)
             self.get_logger().info("swarm airborne: mission clock started")
 
@@ -139,6 +145,7 @@ class WorldNode(Node):
     def _on_pose(self, i: int, msg: PoseStamped) -> None:
         p = msg.pose.position
         self.measured[i] = p.x, p.y, p.z
+        self.seen[i] = True
 
     def _on_state(self, i: int, msg: Float64MultiArray) -> None:
         s = self.scenario
@@ -158,8 +165,11 @@ class WorldNode(Node):
             stale = now - self.v_stamp > self.max_age
             out = self.plant.step(now, np.where(stale[:, None], np.nan, self.v))
         else:
+            flying = self.plant.world.active[0].numpy().copy()
             out = self.plant.step(now, measured_pos_m=self.measured)
             self.measured[:] = np.nan  # a pose is used once: no fresh pose -> the last one is kept
+            for i in np.flatnonzero(flying & ~out.active):
+                self.get_logger().info(f"{self.names[i]} is out of the mission (landed, discharged or on the ground)")
         self._publish(out, now_ns)
         if out.done:
             self.get_logger().info("mission time is over: the world stops")

@@ -6,7 +6,10 @@ One env of the batched simulator, stepped at the mission rate, in one of two mod
   (`/{name}/cmd_vel_safe`, m/s) and reports the poses;
 - "hardware": the drones are real (Crazyswarm2 publishes their poses); only the resources are
   virtual, as in the paper's lab runs: each tick places the agents at their measured positions and
-  runs the release / coverage / discharge bookkeeping without moving them.
+  runs the release / coverage / discharge bookkeeping without moving them. A drone measured on
+  the ground (below half the flight height) is out of the mission from then on, as is one that
+  never reported a pose before the start (`ground`): a drone whose takeoff failed, or that the
+  bridge landed, must not deliver virtual resources from the floor.
 
 Either way the outputs are what the drones need: the demand broadcast, each drone's supply status
 (supplies and whether it still flies) and, for the record, poses and reward terms.
@@ -57,6 +60,10 @@ class MissionPlant:
         self.world = World(scenario, n_envs=1, seed=seed)
         self._terms: np.ndarray | None = None
 
+    def ground(self, agents) -> None:
+        """These drones are out of the mission (they land or stay down); see the module docstring."""
+        self.world.ground(0, agents)
+
     def observe(self, now: float) -> PlantOutput:
         """The current state as messages (what is published before the first step)."""
         w, s = self.world, self.scenario
@@ -89,6 +96,10 @@ class MissionPlant:
             fresh = np.isfinite(p[:, :2]).all(1)
             arena = self.frame.to_arena(np.where(fresh[:, None], p[:, :2], 0.0))
             w.pos[0, torch.from_numpy(fresh)] = torch.as_tensor(arena[fresh], dtype=w.pos.dtype)
+            if p.shape[1] >= 3:
+                with np.errstate(invalid="ignore"):
+                    down = fresh & (p[:, 2] < self.frame.flight_height_m / 2) & w.active[0].numpy()
+                self.ground(np.flatnonzero(down))
         out = w.step(action)
         self._terms = np.stack([out.terms[k][0].numpy() for k in TERMS], 1).astype(np.float64)
         return self.observe(now)

@@ -420,6 +420,17 @@ class World:
         self.active[envs, agents] = False
         self._refresh_assignment(fire)
 
+    def ground(self, env: int, agents) -> None:
+        """Take `agents` of env `env` out of the mission outside its own events (a real drone that
+        could not take off, or landed): inactive from now on, eq. (3) re-solved without them."""
+        idx = torch.as_tensor(np.asarray(agents, dtype=np.int64).reshape(-1), device=self.device)
+        if idx.numel() == 0:
+            return
+        self.active[env, idx] = False
+        mask = torch.zeros(self.n_envs, dtype=torch.bool, device=self.device)
+        mask[env] = True
+        self._refresh_assignment(mask)
+
     def _refresh_assignment(self, env_mask: Tensor) -> None:
         """Re-solve eq. (3) for the envs in `env_mask`: once per reset or event, never per step."""
         if not self.solve_assignment:
