@@ -60,7 +60,7 @@ $(VENV)/.crazyflie_interfaces: $(CFI_SRC) | $(VENV)/.ros
 	touch $@
 
 $(VENV)/.installed: setup.py setup.cfg package.xml $(VENV)/.torch $(VENV)/.ros
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,peers]'
 	touch $@
 
 demo: setup

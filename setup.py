@@ -45,7 +45,9 @@ setup(
         "rosbags>=0.11",
         "cflib>=0.1.30",  # direct Crazyflie links (lgtc_ros/cflib_link.py), no ROS needed
     ],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+    # peers: other simulators `lgtc bench --only sim` steps beside ours (VMAS pulls gym 0.26 and pyglet 1.5,
+    # both pure Python; it reuses the torch installed here)
+    extras_require={"test": ["pytest>=7", "hypothesis>=6"], "peers": ["vmas==1.5.2"]},
     zip_safe=True,
     maintainer="lgtc_ros maintainers",
     maintainer_email="lgtc-ros@example.org",

@@ -45,28 +45,101 @@ def _time_per_call(fn: Callable[[], None], min_time: float, min_calls: int) -> f
     return (time.perf_counter() - start) / calls
 
 
-def bench_simulator(scenario: Scenario, batches=(1, 64, 1024), min_time: float = 1.0) -> list[dict]:
-    """Agent-steps/s of `World.step` at each batch size vs a per-env Python loop of the same dynamics."""
+OURS = "lgtc_ros World.step"
+"""The `sim` field of our simulator rows; the peer rows name the peer (e.g. "vmas 1.5.2 dispersion")."""
+VMAS_SCENARIOS = ("dispersion", "balance", "transport")
+"""VMAS scenarios `lgtc bench --only sim` steps beside ours (if `pip install -e '.[peers]'`)."""
+
+
+def _interleaved(fns: dict[str, Callable[[], None]], min_time: float, rounds: int = 15) -> dict[str, list[float]]:
+    """Seconds per call of each function in each of `rounds` rounds; every round calls the
+    functions one after the other (~min_time / rounds in all), in this process, so a load change
+    hits them alike: compare them round by round."""
+    for fn in fns.values():
+        fn()  # warm-up
+    calls = {}
+    for name, fn in fns.items():
+        start = time.perf_counter()
+        fn()
+        calls[name] = max(1, int(min_time / len(fns) / rounds / max(time.perf_counter() - start, 1e-9)))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(calls[name]):
+                fn()
+            times[name].append((time.perf_counter() - start) / calls[name])
+    return times
+
+
+def _vmas_stepper(name: str, envs: int, agents: int, seed: int = 0) -> tuple[Callable[[], None], str]:
+    """One `env.step` of VMAS scenario `name` (B = envs, N = agents, CPU, continuous actions)
+    with uniform random actions in [-u_range, u_range] from a bank of 8 draws, and the row's
+    `sim` name. Raises ImportError without vmas."""
+    import vmas
+
+    env = vmas.make_env(name, num_envs=envs, device="cpu", continuous_actions=True, seed=seed, n_agents=agents)
+    env.reset()
+    g = torch.Generator().manual_seed(seed)
+    bank = [[(torch.rand(envs, 2, generator=g) * 2 - 1) * a.u_range for a in env.agents] for _ in range(8)]
+    k = [0]
+
+    def step():
+        env.step(bank[k[0] % 8])
+        k[0] += 1
+
+    return step, f"vmas {getattr(vmas, '__version__', '?')} {name}"
+
+
+def bench_simulator(scenario: Scenario, batches=(1, 64, 1024), min_time: float = 1.0,
+                    peers: tuple[str, ...] | None = VMAS_SCENARIOS) -> list[dict]:
+    """Agent-steps/s of our `World.step` at each batch size (B envs x N agents, one `step` each,
+    uniform random actions), and as comparisons:
+
+    - our per-env numpy loop (`world/reference.step_one` per env, the same rules and dynamics:
+      the same work without batching), `speedup_vs_loop`;
+    - VMAS scenarios `peers` at the same B and N (one row each, `ours_speedup` = their time per
+      step / ours in the same round, median over the rounds), stepped in the same process,
+      alternating with ours round by round. Not the same
+      work: each peer steps its own scenario (physics, its rewards and observations); ours steps
+      this scenario's kinematics, resource rules, 7 reward terms and neighbour graph. Without vmas
+      installed, one row per B says so.
+
+    Threads: whatever torch is set to (`lgtc bench --threads`, default 1), on every row."""
     from lgtc_ros.world import World
     from lgtc_ros.world.reference import OneEnv, step_one
 
     rows = []
     n = scenario.n_agents
+    threads = torch.get_num_threads()
     for b in batches:
         world = World(scenario, n_envs=b, seed=0, solve_assignment=False)
-        action = torch.randn(b, n, 2, generator=torch.Generator().manual_seed(0)) * scenario.v_max
+        g = torch.Generator().manual_seed(0)
+        bank = [(torch.rand(b, n, 2, generator=g) * 2 - 1) * scenario.v_max for _ in range(8)]
+        k = [0]
 
         def batched():
-            world.step(action)
+            world.step(bank[k[0] % 8])
+            k[0] += 1
             if int(world.t[0]) >= scenario.episode_steps - 1:
                 world.t.zero_()  # keep events and episode length out of the timed region
 
-        per_step = _time_per_call(batched, min_time, 10)
+        fns = {OURS: batched}
+        missing = None
+        for name in peers or ():
+            try:
+                step, label = _vmas_stepper(name, b, n)
+                fns[label] = step
+            except ImportError:
+                missing = "vmas not installed (pip install -e '.[peers]')"
+                break
+        rounds = _interleaved(fns, min_time * len(fns))
+        ours = statistics.median(rounds[OURS])
         envs = [OneEnv(world.pos[e].double().numpy(), world.supply[e].double().numpy(),
                        world.active[e].numpy(), world.consumer_pos[e].double().numpy(),
                        world.need[e].double().numpy(), world.demand[e].double().numpy(),
                        world.assign[e].numpy(), world.contributed[e].numpy()) for e in range(b)]
-        act_np = action.double().numpy()
+        act_np = bank[0].double().numpy()
 
         def loop():
             for e in range(b):
@@ -74,48 +147,76 @@ def bench_simulator(scenario: Scenario, batches=(1, 64, 1024), min_time: float =
 
         per_loop = _time_per_call(loop, min_time / 2, 2)
         rows.append({
-            "bench": "simulator", "envs": b, "agents": n, "threads": torch.get_num_threads(),
-            "agent_steps_per_s": b * n / per_step, "loop_agent_steps_per_s": b * n / per_loop,
-            "speedup_vs_loop": per_loop / per_step, "ms_per_step": per_step * 1e3,
+            "bench": "simulator", "sim": OURS, "envs": b, "agents": n, "threads": threads,
+            "agent_steps_per_s": b * n / ours, "ms_per_step": ours * 1e3,
+            "loop_agent_steps_per_s": b * n / per_loop, "speedup_vs_loop": per_loop / ours,
         })
+        for name, times in rounds.items():
+            if name != OURS:  # the ratio of each round (same load), median over the rounds
+                t = statistics.median(times)
+                rows.append({"bench": "simulator", "sim": name, "envs": b, "agents": n, "threads": threads,
+                             "agent_steps_per_s": b * n / t, "ms_per_step": t * 1e3,
+                             "ours_speedup": statistics.median(p / o for p, o in zip(times, rounds[OURS])),
+                             "ours_speedup_min": min(p / o for p, o in zip(times, rounds[OURS])),
+                             "rounds": len(times)})
+        if missing:
+            rows.append({"bench": "simulator", "sim": missing, "envs": b, "agents": n, "threads": threads})
     return rows
 
 
-def bench_assignment(ns=(10, 30, 50), m: int = 10, instances: int = 10, cvxpy_instances: int = 5,
-                     cvxpy_time_limit: float = 60.0, seed: int = 0,
-                     progress: Callable[[str], None] | None = None) -> list[dict]:
-    """Solve time of `assignment.solve` vs plain cvxpy + SCIP on the same random instances."""
-    from lgtc_ros.assignment import random_problem, solve, solve_cvxpy
+ASSIGNMENT_FAMILIES = {
+    "one-type": "each agent carries one type, each consumer demands 2 (the simulator's draws)",
+    "multi-type": "agents carry 2-4 types, consumers zero demand for some (hard family)",
+}
 
+
+def bench_assignment(ns=(10, 30, 50), m: int = 10, instances: int = 10, cvxpy_instances: int = 5,
+                     cvxpy_time_limit: float = 60.0, seed: int = 0, gap_limit: float = 0.01,
+                     hard_types: tuple[int, ...] = (3, 4), hard_instances: int = 20,
+                     progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Solve time of `assignment.solve` vs plain cvxpy + SCIP on the same random instances, both
+    stopped at the same proven relative gap `gap_limit` (SCIP's `limits/gap`; the rows say it).
+
+    One-type family (`random_problem`) at each N of `ns`, and the hard multi-type family
+    (`random_multi_type_problem`) at N = max(ns) with r = each of `hard_types` resource types,
+    `hard_instances` instances: there the row's share of instances proven within the gap in < 1 s
+    is the number to read."""
+    from lgtc_ros.assignment import random_multi_type_problem, random_problem, solve, solve_cvxpy
+
+    cases = [("one-type", n, 4, instances, lambda rng, n, r: random_problem(rng, n, m, r)) for n in ns]
+    cases += [("multi-type", max(ns), r, max(hard_instances, instances),
+               lambda rng, n, r: random_multi_type_problem(rng, n, m, r)) for r in hard_types]
     rows = []
-    for n in ns:
-        rng = np.random.default_rng(seed + n)
-        problems = [random_problem(rng, n, m) for _ in range(instances)]
+    for family, n, r, count, draw in cases:
+        rng = np.random.default_rng(seed + n + (1000 * r if family != "one-type" else 0))
+        problems = [draw(rng, n, r) for _ in range(count)]
         fast = []
         for p in problems:
-            fast.append(solve(p, time_limit=1.0, gap_limit=0.01))
+            fast.append(solve(p, time_limit=1.0, gap_limit=gap_limit))
             if progress:
-                progress(f"assignment N={n} fast")
+                progress(f"assignment {family} N={n} fast")
         ref = []
         for p in problems[:cvxpy_instances]:
-            ref.append(solve_cvxpy(p, time_limit=cvxpy_time_limit))
+            ref.append(solve_cvxpy(p, time_limit=cvxpy_time_limit, gap_limit=gap_limit))
             if progress:
-                progress(f"assignment N={n} cvxpy")
-        ft = [r.solve_time for r in fast]
-        rt = [r.solve_time for r in ref]
-        paired = [r.solve_time / f.solve_time for f, r in zip(fast, ref)]
-        worse = [f.objective - r.objective for f, r in zip(fast, ref)]
+                progress(f"assignment {family} N={n} cvxpy")
+        ft = [x.solve_time for x in fast]
+        rt = [x.solve_time for x in ref]
+        paired = [c.solve_time / f.solve_time for f, c in zip(fast, ref)]
+        worse = [(f.objective - c.objective) / abs(c.objective) for f, c in zip(fast, ref)]
         rows.append({
-            "bench": "assignment", "agents": n, "consumers": m, "instances": instances,
+            "bench": "assignment", "family": family, "types": r, "agents": n, "consumers": m, "instances": count,
+            "fast_gap_limit": gap_limit, "fast_time_limit_s": 1.0,
             "fast_median_s": statistics.median(ft), "fast_max_s": max(ft),
-            "fast_max_gap": max(r.gap for r in fast),
-            "fast_within_1s_gap_1pct": sum(r.solve_time < 1.0 and r.gap <= 0.01 for r in fast) / len(fast),
-            "fast_solvers": sorted({r.solver for r in fast}),
-            "cvxpy_instances": len(ref), "cvxpy_median_s": statistics.median(rt) if rt else float("nan"),
+            "fast_max_gap": max(x.gap for x in fast),
+            "fast_within_1s_gap_1pct": sum(x.solve_time < 1.0 and x.gap <= 0.01 for x in fast) / len(fast),
+            "fast_solvers": sorted({x.solver for x in fast}),
+            "cvxpy_gap_limit": gap_limit, "cvxpy_instances": len(ref),
+            "cvxpy_median_s": statistics.median(rt) if rt else float("nan"),
             "cvxpy_max_s": max(rt) if rt else float("nan"),
-            "cvxpy_time_limit_hits": sum(r.status == "time_limit" for r in ref),
+            "cvxpy_time_limit_hits": sum(x.status == "time_limit" for x in ref),
             "ratio_cvxpy_over_fast_median": statistics.median(paired) if paired else float("nan"),
-            "fast_minus_cvxpy_objective_max": max(worse) if worse else float("nan"),
+            "fast_minus_cvxpy_objective_rel_max": max(worse) if worse else float("nan"),
         })
     return rows
 
@@ -135,12 +236,26 @@ def format_rows(rows: list[dict]) -> str:
         goals = [f"{t.what}: {t.target}" for t in TARGETS if t.bench == kind]
         if goals:
             out.append("targets: " + "; ".join(goals) + "\n")
+        if kind in NOTES:
+            out.append(NOTES[kind] + "\n")
         out.append("| " + " | ".join(keys) + " | verdict |")
         out.append("|" + "---|" * (len(keys) + 1))
         for r in group:
             out.append("| " + " | ".join(_fmt(r.get(k, "")) for k in keys) + f" | {verdict(r)} |")
         out.append("")
     return "\n".join(out)
+
+
+NOTES = {"simulator": (
+    "what each row steps (`sim`): `lgtc_ros World.step` is ours on paper_10x4 (kinematics, release and coverage "
+    "rules, the 7 reward terms, the neighbour graph), uniform random actions; `speedup_vs_loop` is against our "
+    "per-env numpy loop (`world/reference.step_one`, the same rules one env at a time: the same work, unbatched); "
+    "a `vmas <version> <scenario>` row is VMAS (`pip install -e '.[peers]'`) stepping its own scenario at the same "
+    "B (envs) and N (agents), on the CPU with the same threads, in the same process, alternating with ours round by "
+    "round (`rounds`), uniform random actions in its action range: not the same work (VMAS integrates forces "
+    "and computes its scenario's rewards and per-agent observation tensors); `ours_speedup` = its time per step / "
+    "ours in the same round, median over the rounds (`ours_speedup_min`: the lowest round).")}
+"""A note under a kind's table: what its rows compare (which peer, which settings, same work or not)."""
 
 
 def _fmt(v) -> str:
@@ -192,6 +307,27 @@ def _flat(start: float | None, end: float | None) -> bool:
     return end <= 1.1 * start
 
 
+def _vs_peer(r: dict, every: list[dict]) -> str:
+    """README text of a peer row: the ratio and what it was measured with."""
+    if "ours_speedup" not in r:
+        return r["sim"]
+    ours = next((o for o in every if o.get("sim", OURS) == OURS and o["envs"] == r["envs"]), None)
+    text = f"{r['ours_speedup']:.1f}x {r['sim']}"
+    if "rounds" in r:
+        text += f" (median of {r['rounds']} interleaved rounds, lowest {r['ours_speedup_min']:.1f}x"
+    else:
+        text += " ("
+    text += f"{'; ' if 'rounds' in r else ''}{r['ms_per_step']:.3g} ms per step"
+    if ours:
+        text += f" vs ours {ours['ms_per_step']:.3g} ms"
+    return text + f", {_threads(r)})"
+
+
+def _threads(r: dict) -> str:
+    n = r.get("threads", "?")
+    return f"{n} thread" if n == 1 else f"{n} threads"
+
+
 def _graph_met(r: dict) -> bool:
     return (_rate_ok(r["cmd_hz_min"]) and r["ticks_too_close"] == 0
             and _flat(r.get("rss_agent_mb_start"), r.get("rss_agent_mb_end")))
@@ -213,17 +349,35 @@ def _graph_measured(judged: list[dict], _all) -> str:
 
 
 TARGETS: tuple[Target, ...] = (
-    Target("simulator", "simulator, B = 1024, N = 10", ">= 1e6 agent-steps/s, >= 50x a per-env loop",
-           lambda r: r["envs"] == 1024 and r["agents"] == 10,
+    Target("simulator", "simulator, B = 1024, N = 10", ">= 1e6 agent-steps/s, >= 50x our per-env numpy loop "
+           "(same rules, one env at a time)",
+           lambda r: r.get("sim", OURS) == OURS and r["envs"] == 1024 and r["agents"] == 10,
            lambda r: r["agent_steps_per_s"] >= 1e6 and r["speedup_vs_loop"] >= 50,
-           lambda j, _: "; ".join(f"{_sci(r['agent_steps_per_s'])} agent-steps/s, {r['speedup_vs_loop']:.0f}x "
-                                  f"({r.get('threads', '?')} threads)" for r in j)),
+           lambda j, _: "; ".join(f"{_sci(r['agent_steps_per_s'])} agent-steps/s, {r['speedup_vs_loop']:.0f}x our "
+                                  f"numpy loop ({_threads(r)})" for r in j)),
+    Target("simulator", "simulator vs VMAS `dispersion`, B = 1024, N = 10",
+           ">= 8x VMAS's step time (same process, interleaved, same B, N and threads; not the same work)",
+           lambda r: str(r.get("sim", "")).startswith("vmas") and r["envs"] == 1024 and r["agents"] == 10
+           and ("dispersion" in r["sim"] or "not installed" in r["sim"]),
+           lambda r: r["ours_speedup"] >= 8,
+           lambda j, every: "; ".join(_vs_peer(r, every) for r in j)),
     Target("assignment", "assignment eq. (3), N = 50, M = 10", "gap <= 1 % in < 1 s",
-           lambda r: r["agents"] == 50 and r["consumers"] == 10,
+           lambda r: r["agents"] == 50 and r["consumers"] == 10 and r.get("family", "one-type") == "one-type",
            lambda r: r["fast_within_1s_gap_1pct"] == 1 and r["fast_max_gap"] <= 0.01 and r["fast_max_s"] < 1.0,
            lambda j, _: "; ".join(f"median {_ms(r['fast_median_s'])}, max {_ms(r['fast_max_s'])}, gap <= "
                                   f"{100 * r['fast_max_gap']:.2g} % over {r['instances']} instances; plain cvxpy + "
-                                  f"SCIP {r['ratio_cvxpy_over_fast_median']:.0f}x slower" for r in j)),
+                                  f"SCIP {r['ratio_cvxpy_over_fast_median']:.0f}x slower"
+                                  + (f" at the same {100 * r['cvxpy_gap_limit']:.0f} % gap limit"
+                                     if r.get("cvxpy_gap_limit") else " (solved to optimality)") for r in j)),
+    Target("assignment", "assignment, hard family (agents carry 2-4 types, zero demands), N = 50, M = 10",
+           ">= 95 % proven within 1 % in < 1 s, >= 4x faster than cvxpy + SCIP at the same gap limit",
+           lambda r: r["agents"] == 50 and r["consumers"] == 10 and r.get("family") == "multi-type",
+           lambda r: r["fast_within_1s_gap_1pct"] >= 0.95 and r["ratio_cvxpy_over_fast_median"] >= 4.0,
+           lambda j, _: "; ".join(f"r = {r['types']}: {100 * r['fast_within_1s_gap_1pct']:.0f} % of {r['instances']} "
+                                  f"instances within 1 % in < 1 s (median {_ms(r['fast_median_s'])}, max "
+                                  f"{_ms(r['fast_max_s'])}); cvxpy + SCIP at the same "
+                                  f"{100 * r['cvxpy_gap_limit']:.0f} % gap limit {r['ratio_cvxpy_over_fast_median']:.1f}x "
+                                  f"slower" for r in j)),
     Target("policy_step", "exported per-drone step, 1 thread, 10 neighbours, M = 10", "p99 < 0.25 ms",
            lambda r: (r["threads"], r["neighbours"], r["consumers"]) == (1, 10, 10)
            and r.get("executor", "") != "interpreter",  # the plain-interpreter row is the comparison
@@ -313,7 +467,7 @@ def marks(rows: list[dict]) -> str:
     return line + (f" (missed: {'; '.join(missed)})" if missed else "")
 
 
-_KEYS = {"simulator": ("envs",), "assignment": ("agents",), "policy_step": ("executor", "p99_ms"),
+_KEYS = {"simulator": ("sim", "envs"), "assignment": ("family", "types", "agents"), "policy_step": ("executor", "p99_ms"),
          "cbf": ("form", "scenario", "p99_ms"), "runtime": ("agents", "runtime_only_p99_pct_of_tick", "tick_p99_ms"),
          "graph": ("agents", "agent_processes", "cmd_hz_min", "ticks_too_close"), "collisions": ("cbf", "collisions"),
          "training": ("wall_min",)}

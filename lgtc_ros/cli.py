@@ -617,6 +617,7 @@ def run_demo(args) -> int:
 
 
 def run_bench(args) -> int:
+    import torch
     from tqdm import tqdm
 
     from lgtc_ros import bench
@@ -633,7 +634,14 @@ def run_bench(args) -> int:
         model = None
     if needs_model and not model.is_file():
         raise SystemExit(f"lgtc: benches {sorted(needs_model)} need a model: no file {model}")
-    rows = []
+    rows: list[dict] = []
+
+    def add(new: list[dict]) -> None:
+        """Every row says the torch threads it ran with (`--threads`, default 1; the per-drone
+        benches pin 1 themselves), read right after its bench."""
+        threads = torch.get_num_threads()
+        rows.extend({**r, "threads": r.get("threads", threads)} for r in new)
+
     with tqdm(desc="bench", file=sys.stderr, disable=args.quiet) as bar:
         def note(msg):
             bar.set_postfix_str(msg)
@@ -641,27 +649,27 @@ def run_bench(args) -> int:
 
         if "sim" in args.only:
             note("simulator")
-            rows += bench.bench_simulator(bench.default_scenario(), batches=args.batches)
+            add(bench.bench_simulator(bench.default_scenario(), batches=args.batches, peers=tuple(args.peers)))
         if "assignment" in args.only:
-            rows += bench.bench_assignment(instances=args.instances, cvxpy_instances=args.cvxpy_instances,
-                                           cvxpy_time_limit=args.cvxpy_time_limit, progress=note)
+            add(bench.bench_assignment(instances=args.instances, cvxpy_instances=args.cvxpy_instances,
+                                       cvxpy_time_limit=args.cvxpy_time_limit, progress=note))
         if "cbf" in args.only:
             note("cbf")
-            rows += bench_cbf()
+            add(bench_cbf())
         if "policy" in args.only:
             note("policy step")
-            rows += bench.bench_policy_step(model)
+            add(bench.bench_policy_step(model))
         if "runtime" in args.only:
             note("runtime N=50, 100")
-            rows += bench.bench_runtime(model)
+            add(bench.bench_runtime(model))
         if "collisions" in args.only:
-            rows += bench.bench_collisions(model, episodes=args.episodes, progress=note)
+            add(bench.bench_collisions(model, episodes=args.episodes, progress=note))
         if "graph" in args.only:
-            rows += bench.bench_graph(seconds=args.graph_seconds, progress=note)
+            add(bench.bench_graph(seconds=args.graph_seconds, progress=note))
         if "training" in args.only:
             log = model.with_name(model.stem + "_train_log.csv") if model else None
             if log is not None and log.is_file():
-                rows += bench.bench_training(log)
+                add(bench.bench_training(log))
     command = "lgtc " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "lgtc bench"
     if not args.no_write:
         path = bench.append_report(rows, command, args.report, machine_info)
@@ -928,6 +936,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--graph-seconds", type=float, default=8.0,
                    help="seconds of mission the ROS graph bench watches per case (the missions last 10 s)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024], help="simulator batch sizes")
+    p.add_argument("--peers", nargs="*", default=["dispersion", "balance", "transport"], metavar="SCENARIO",
+                   help="VMAS scenarios stepped beside the simulator at the same B and N, interleaved in this process "
+                   "(needs pip install -e '.[peers]'; none: --peers) (default: %(default)s)")
     p.add_argument("--instances", type=int, default=10, help="assignment instances per N (default: %(default)s)")
     p.add_argument("--cvxpy-instances", type=int, default=5, help="of which also solved by plain cvxpy+SCIP")
     p.add_argument("--cvxpy-time-limit", type=float, default=60.0, help="seconds per plain cvxpy solve")

@@ -345,12 +345,21 @@ _NB_HEADER = ("version", "agent_id", "stamp_s")
 
 
 def encode_neighbour(msg: NeighbourMessage) -> FloatArray:
-    """Encode a neighbour message (schema ``lgtc_neighbour/v1``)."""
-    pos = np.asarray(msg.position, dtype=np.float64)
+    """Encode a neighbour message (schema ``lgtc_neighbour/v1``).
+
+    What `_pack` would build, in one concatenation: every drone encodes one per tick."""
+    pos = np.asarray(msg.position)
     if pos.shape != (2,):
         raise ValueError(f"position must have shape [2], got {pos.shape}")
-    return _pack(NEIGHBOUR, _NB_HEADER, (VERSION, int(msg.agent_id), float(msg.stamp)),
-                 [("position:x,y", pos), ("psi", np.ravel(msg.psi)), ("x", np.ravel(msg.x))])
+    psi, x = np.ravel(msg.psi), np.ravel(msg.x)
+    data = np.concatenate(((VERSION, int(msg.agent_id), float(msg.stamp)), pos, psi, x), dtype=np.float64)
+    data.flags.writeable = False  # shared by every subscriber of a published message
+    return FloatArray(_neighbour_dims(psi.size, x.size), data)
+
+
+@functools.lru_cache(maxsize=64)
+def _neighbour_dims(g: int, f: int) -> tuple[Dim, ...]:
+    return _pack_dims(NEIGHBOUR, _NB_HEADER, (("position:x,y", (2,)), ("psi", (g,)), ("x", (f,))))
 
 
 def decode_neighbour(arr: Any, now: float | None, max_age: float, expect_g: int | None,

@@ -233,3 +233,53 @@ def test_solve_batch():
     problems = [random_problem(np.random.default_rng(s), 10, 4) for s in range(3)]
     results = solve_batch(problems, gap_limit=0.0)
     assert [r.objective for r in results] == [solve(p).objective for p in problems]
+
+
+def test_multi_type_problem_distribution():
+    from lgtc_ros.assignment import random_multi_type_problem
+
+    for r in (2, 3, 4, 6):
+        p = random_multi_type_problem(np.random.default_rng(r), 40, 8, r)
+        carried, wanted = (p.supply > 0).sum(1), (p.demand > 0).sum(1)
+        assert carried.min() >= 2 and carried.max() <= min(4, r)
+        assert wanted.min() >= 1 and wanted.max() <= r - 1  # every consumer lacks some type
+        assert np.all(p.supply <= 1.0) and np.all(p.demand <= 1.5)
+    with pytest.raises(ValueError):
+        random_multi_type_problem(np.random.default_rng(0), 5, 2, 3, carried=(4, 4))
+
+
+def test_fast_path_within_gap_of_cvxpy_optimum_on_multi_type_instances():
+    """The bench's hard family, small enough for plain cvxpy + SCIP to prove optimality: the fast path
+    at a 1 % gap limit (DP at N = 10, direct SCIP with the root search at N = 14) stays within 1 %."""
+    from lgtc_ros.assignment import random_multi_type_problem
+
+    rng = np.random.default_rng(21)
+    for n, m, r in [(10, 4, 3), (14, 4, 3), (14, 4, 4), (16, 5, 3)]:
+        p = random_multi_type_problem(rng, n, m, r)
+        fast, ref = solve(p, time_limit=20.0, gap_limit=0.01), solve_cvxpy(p, time_limit=60.0)
+        _assert_feasible(p, fast)
+        assert ref.status == "optimal"
+        assert fast.status in ("optimal", "gap_limit") and fast.gap <= 0.01
+        assert fast.objective <= ref.objective * 1.01 + 1e-9
+        assert fast.bound <= ref.objective + 1e-6 * abs(ref.objective)  # a valid bound
+
+
+def test_root_search_moves_keep_every_consumer_covered():
+    from lgtc_ros.assignment import _perturbed_descent, _round
+
+    rng = np.random.default_rng(22)
+    p = _general_problem(rng, 30, 7, 3)
+    frac = rng.random((30, 7))
+    assign = _round(frac)
+    assert set(assign.tolist()) == set(range(7))
+    for _ in range(5):
+        assign = _perturbed_descent(p, cost_matrix(p), assign, rng, 5)
+        assert set(assign.tolist()) == set(range(7))
+
+
+def test_solve_cvxpy_gap_limit_is_passed_to_scip():
+    p = random_problem(np.random.default_rng(23), 30, 6)
+    loose, exact = solve_cvxpy(p, time_limit=60.0, gap_limit=0.05), solve_cvxpy(p, time_limit=60.0)
+    assert exact.status == "optimal"
+    assert loose.status in ("optimal", "gap_limit")
+    assert loose.objective <= exact.objective * 1.05 + 1e-9

@@ -1,6 +1,7 @@
 """One drone's policy: its own module and recurrent state, called with tensors.
 
-`DroneAgent.step` is the policy call and nothing else. The decision around it (inputs off the
+`DroneAgent.step` is the policy call and nothing else (`run`: the module call; `decision`: its
+outputs as numpy views and the message). The decision around it (inputs off the
 wire -> tensors -> step -> message and nominal velocity) is `runtime.onboard.OnboardController`,
 which the agent node, the swarm runtime and the replay all run.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -58,15 +60,35 @@ class DroneAgent:
              nb_pos: torch.Tensor, nb_psi: torch.Tensor, nb_x: torch.Tensor) -> DroneDecision:
         """One policy step, every input a float32 tensor: pos [2] arena units, supply [r],
         demands = (consumer_pos [M,2], demand [M,r], kinds [r]) from `demand_tensors`;
-        neighbours' positions [K,2], Psi [K,G], x [K,F] (K may be 0)."""
+        neighbours' positions [K,2], Psi [K,G], x [K,F] (K may be 0). `run` then `decision`."""
+        return self.decision(now, pos, self.run(pos, supply, demands, nb_pos, nb_psi, nb_x))
+
+    def run(self, pos: torch.Tensor, supply: torch.Tensor, demands: tuple[torch.Tensor, ...], nb_pos: torch.Tensor,
+            nb_psi: torch.Tensor, nb_x: torch.Tensor) -> PolicyOutput:
+        """The policy call alone (inputs as `step`): the module's outputs, timed; advances x."""
         start = time.perf_counter()
         vel, x, psi, attn = self.forward(pos, supply, *demands, self.x, nb_pos, nb_psi, nb_x)
         spent = time.perf_counter() - start
         self.x = x
+        return PolicyOutput(vel, x, psi, attn, spent)
+
+    def decision(self, now: float, pos: torch.Tensor, out: PolicyOutput) -> DroneDecision:
+        """`run`'s outputs as the decision: nominal velocity, message (own pos [2] and Psi, x), choice."""
         # float32 views, no copies: the policy computes in float32 and encoding widens to float64
-        x_np, attention = x.numpy(), attn.numpy()
-        message = NeighbourMessage(self.agent_id, now, pos.numpy(), psi.numpy(), x_np)
-        return DroneDecision(vel.numpy(), message, x_np, attention, int(attention.argmax()), spent)
+        x_np, attention = out.x.numpy(), out.attention.numpy()
+        message = NeighbourMessage(self.agent_id, now, pos.numpy(), out.psi.numpy(), x_np)
+        return DroneDecision(out.velocity.numpy(), message, x_np, attention, int(attention.argmax()), out.policy_s)
+
+
+class PolicyOutput(NamedTuple):
+    """The policy module's outputs (float32 tensors: velocity [2], x [F], Psi [G], attention [M])
+    and the wall time of the call, s."""
+
+    velocity: torch.Tensor
+    x: torch.Tensor
+    psi: torch.Tensor
+    attention: torch.Tensor
+    policy_s: float
 
 
 _last_demands: tuple[DemandBroadcast, tuple[torch.Tensor, ...]] | None = None
@@ -85,13 +107,12 @@ def demand_tensors(demands: DemandBroadcast) -> tuple[torch.Tensor, torch.Tensor
     return tensors
 
 
-def stack_messages(inbox: list[NeighbourMessage], g: int, f: int) -> tuple[torch.Tensor, ...]:
-    """Neighbour messages -> (positions [K,2], Psi [K,G], x [K,F]) float32; K may be 0."""
-    if not inbox:
-        return torch.zeros(0, 2), torch.zeros(0, g), torch.zeros(0, f)
-    # one copy for all three (np.concatenate: 4x faster than np.stack for ~40 rows)
-    block = torch.from_numpy(np.concatenate([m.body() for m in inbox]).reshape(len(inbox), -1).astype(np.float32))
-    return block[:, :2], block[:, 2:2 + g], block[:, 2 + g:]
+def neighbour_tensors(bodies: np.ndarray, g: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Message bodies [K, 2+G+F] (position, Psi, x; any float dtype) -> (positions [K,2], Psi [K,G],
+    x [K,F]) float32 tensors sharing one copy; K may be 0."""
+    block = np.asarray(bodies, dtype=np.float32)
+    # numpy slices, then from_numpy: a torch slice costs ~4x a numpy one
+    return torch.from_numpy(block[:, :2]), torch.from_numpy(block[:, 2:2 + g]), torch.from_numpy(block[:, 2 + g:])
 
 
 def load_drone_modules(path: str | Path, scenario, count: int, any_consumers: bool = False,

@@ -2,14 +2,18 @@
 swarm runtime runs for every drone, and what `lgtc replay --policy` re-runs on a recording.
 
 Inputs arrive as they come (`on_pose`, `on_demands`, `on_supply`, `on_inbox` take wire payloads;
-`set_demands`, `set_supply`, `receive` take decoded ones, for callers that decode once for many
-drones); a timer calls `tick(now)`, which turns the newest inputs into tensors, runs the policy
-step (`DroneAgent.step`) and returns the nominal velocity and the message to broadcast:
+`set_demands`, `set_supply`, `receive`, `receive_all`, `receive_rows` take decoded ones, for callers
+that decode once for many drones); a timer calls `tick(now)`, which turns the newest inputs into
+tensors (`prepare`), runs the policy (`step`: `DroneAgent.run`) and returns the decision
+(`DroneAgent.decision`), the nominal velocity and the message to broadcast (`finish`):
 
 - neighbours: each sender's newest message received since the previous tick (the radio delivers
-  last tick's messages; a message that missed this tick is absent), minus stale ones
-  (`max_message_age_s`) and the drone's own, in sender order (the mean over neighbours is then
-  bit-stable);
+  last tick's messages; a message that missed this tick is absent; equal stamps: the later
+  arrival), minus stale ones (`max_message_age_s`) and the drone's own, in sender order (the mean
+  over neighbours is then bit-stable). Received messages are held as rows (sender, stamp, body)
+  and selected with a few array operations per tick, however many neighbours there are: the
+  swarm runtime hands each drone its rows of one block decoded for the whole swarm
+  (`receive_rows`), the nodes and the replay hand over decoded messages;
 - the pose arrives in metres (world frame) and is mapped to arena units by the mission's
   `ArenaFrame`; the nominal velocity goes back out in m/s;
 - a landed drone (supply status `active = 0`), or one still missing its pose, the demand
@@ -25,7 +29,7 @@ import torch
 
 from lgtc_ros import comm
 from lgtc_ros.frames import ArenaFrame
-from lgtc_ros.runtime.drone import DroneAgent, DroneDecision, demand_tensors, stack_messages
+from lgtc_ros.runtime.drone import DroneAgent, DroneDecision, PolicyOutput, demand_tensors, neighbour_tensors
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,22 @@ class TickOutput:
         decoded states and never needs the payload)."""
         d = self.decision
         return comm.encode_agent_state(d.message.agent_id, d.message.stamp, d.x, d.attention, d.choice, self.supply)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyInputs:
+    """What `OnboardController.prepare` hands to `step`: the policy's float32 tensors (pos [2],
+    supply [r], demands (consumer_pos [M,2], demand [M,r], kinds [r]), neighbours (positions [K,2],
+    Psi [K,G], x [K,F])), the recurrent state before the step and the supplies [r] (float64, as
+    received) the decision is taken with."""
+
+    now: float
+    pos: torch.Tensor
+    supply: torch.Tensor
+    demands: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    neighbours: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    x_before: torch.Tensor
+    supplies: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -69,8 +89,9 @@ class OnboardController:
         self._demands: comm.DemandBroadcast | None = None
         self._supply: comm.SupplyStatus | None = None
         self._supply_t: torch.Tensor | None = None
-        self._inbox: dict[int, comm.NeighbourMessage] = {}
+        self._rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (senders [k], stamps [k], bodies [k, W])
         self._id = self.agent.agent_id
+        self._width = 2 + self.agent.feature_dim + self.agent.state_dim  # position, Psi, x
         self.agent.warmup(self.n_consumers, self.n_resources)
 
     @property
@@ -118,49 +139,99 @@ class OnboardController:
 
     def receive(self, msg: comm.NeighbourMessage) -> None:
         """One neighbour message; the newest per sender is kept until the next tick."""
-        sender = msg.agent_id
-        if sender != self._id:
-            held = self._inbox.get(sender)
-            if held is None or msg.stamp >= held.stamp:
-                self._inbox[sender] = msg
+        self.receive_all((msg,))
 
     def receive_all(self, msgs) -> None:
         """`receive` for each of `msgs` (one call per tick for callers holding a list)."""
-        inbox, own = self._inbox, self._id
-        if not inbox:  # the usual case: a fresh tick, one message per sender, set in one go
-            others = [m for m in msgs if m.agent_id != own]
-            inbox.update((m.agent_id, m) for m in others)
-            if len(inbox) == len(others):
-                return
-            inbox.clear()  # a sender appeared twice: keep its newest, as `receive` does
-        for m in msgs:
-            self.receive(m)
+        pairs = [(m, np.ravel(m.body())) for m in msgs if m.agent_id != self._id]
+        fit = [(m, b) for m, b in pairs if b.size == self._width]
+        if len(fit) < len(pairs):  # sized for another policy: unusable, as a decoder would say
+            self.stats.record("neighbour", "bad_length", f"{len(pairs) - len(fit)} bodies not of {self._width}")
+        if fit:
+            self._rows.append((np.fromiter((m.agent_id for m, _ in fit), dtype=np.int64, count=len(fit)),
+                               np.fromiter((m.stamp for m, _ in fit), dtype=np.float64, count=len(fit)),
+                               np.concatenate([b for _, b in fit]).reshape(len(fit), self._width)))
+
+    def receive_rows(self, senders: np.ndarray, stamps: np.ndarray, bodies: np.ndarray) -> None:
+        """K decoded messages as rows: senders [K] int, stamps [K] s, bodies [K, 2+G+F] (position,
+        Psi, x; float32 or float64): what `receive` does for each, without a Python object each."""
+        if bodies.ndim != 2 or bodies.shape[1] != self._width or not len(senders) == len(stamps) == len(bodies):
+            raise ValueError(f"rows must be senders [K], stamps [K], bodies [K, {self._width}]; got "
+                             f"{np.shape(senders)}, {np.shape(stamps)}, {np.shape(bodies)}")
+        if len(senders):
+            self._rows.append((senders, stamps, bodies))
+
+    def held_stamps(self) -> dict[int, float]:
+        """Sender -> stamp of the message each sender's neighbour input would use at the next tick
+        (before the age check)."""
+        senders, stamps, _ = self._select(self._rows, None)
+        return dict(zip(senders.tolist(), stamps.tolist()))
+
+    def _select(self, rows, now: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Of the held `rows`, those to use: the drone's own left out, stale ones too (unless `now` is
+        None), the newest per sender (equal stamps: the later arrival), in sender order."""
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros((0, self._width), dtype=np.float32)
+        if len(rows) == 1:
+            senders, stamps, bodies = rows[0]
+        else:
+            senders, stamps, bodies = (np.concatenate([r[j] for r in rows]) for j in range(3))
+        unique = senders.size < 2 or bool((senders[1:] > senders[:-1]).all())  # one per sender, in order
+        # the usual tick (no own echo, nothing stale; `now - min` is the largest age) costs two checks
+        if (self._id in senders) or (now is not None and not now - stamps.min() <= self.max_message_age_s):
+            keep = senders != self._id
+            if now is not None:
+                keep &= now - stamps <= self.max_message_age_s
+            senders, stamps, bodies = senders[keep], stamps[keep], bodies[keep]
+        if not unique and senders.size > 1:
+            order = np.lexsort((np.arange(senders.size), stamps, senders))  # by sender, stamp, arrival
+            last = order[np.append(senders[order][1:] != senders[order][:-1], True)]
+            senders, stamps, bodies = senders[last], stamps[last], bodies[last]
+        return senders, stamps, bodies
 
     def reset(self) -> None:
         """A new mission: forget the recurrent state and the neighbour messages (own pose, demands
         and supplies stay: they describe the present, not the past mission)."""
         self.agent.reset()
-        self._inbox.clear()
+        self._rows = []
 
     # ------------------------------------------------------------------ the 20 Hz tick
 
     def tick(self, now: float) -> TickOutput | Skip:
-        inbox = [m for _, m in sorted(self._inbox.items()) if now - m.stamp <= self.max_message_age_s]
-        self._inbox.clear()
+        """The decision at `now`: `prepare`, `step`, `finish`. A caller deciding for many drones in one
+        thread (the swarm runtime) may instead run each of the three for all its drones in turn: the
+        same calls on the same inputs, in an order that keeps each one's code and data in cache
+        (scale_50x10, 40 neighbours a drone, same process, interleaved, best of 40 ticks: overhead
+        beyond the policy 5.9 -> 3.9 ms a tick, the 50 policy calls themselves 14.5 -> 12.7 ms)."""
+        inputs = self.prepare(now)
+        return inputs if isinstance(inputs, Skip) else self.finish(inputs, self.step(inputs))
+
+    def prepare(self, now: float) -> PolicyInputs | Skip:
+        """The newest inputs as the policy's tensors; the held neighbour messages are used up."""
+        rows, self._rows = self._rows, []  # each message is used at one tick at most
         if self._supply is not None and not self._supply.active:
             return Skip("landed")
         for value, reason in ((self._pos, "no_pose"), (self._demands, "no_demands"), (self._supply, "no_supply")):
             if value is None:
                 return Skip(reason)
-        nb_pos, nb_psi, nb_x = stack_messages(inbox, self.agent.feature_dim, self.agent.state_dim)
-        x_before = self.agent.x
-        decision = self.agent.step(now, self._pos, self._supply_t, demand_tensors(self._demands),
-                                   nb_pos, nb_psi, nb_x)
+        _, _, bodies = self._select(rows, now)
+        return PolicyInputs(now, self._pos, self._supply_t, demand_tensors(self._demands),
+                            neighbour_tensors(bodies, self.agent.feature_dim), self.agent.x, self._supply.supply)
+
+    def step(self, inputs: PolicyInputs) -> PolicyOutput:
+        """The policy call on `prepare`'s inputs (advances the recurrent state): `DroneAgent.run`."""
+        return self.agent.run(inputs.pos, inputs.supply, inputs.demands, *inputs.neighbours)
+
+    def finish(self, inputs: PolicyInputs, out: PolicyOutput) -> TickOutput | Skip:
+        """The decision (`DroneAgent.decision`), its command and its message, or a Skip if it is
+        not finite."""
+        decision = self.agent.decision(inputs.now, inputs.pos, out)
         if not math.isfinite(float(decision.v_nominal.sum()) + float(decision.x.sum())):
             # inputs that decode fine can still overflow float32 (a position of 1e20 m): no NaN
             # command, and the recurrent state of this tick is not kept (it would poison every next one)
-            self.agent.x = x_before
+            self.agent.x = inputs.x_before
             self.stats.record("decision", "non_finite", "policy output")
             return Skip("non_finite")
         v = self.frame.velocity_to_metres(np.asarray(decision.v_nominal, dtype=np.float64))
-        return TickOutput(v, comm.encode_neighbour(decision.message), decision, len(inbox), self._supply.supply)
+        return TickOutput(v, comm.encode_neighbour(decision.message), decision, len(inputs.neighbours[0]),
+                          inputs.supplies)

@@ -5,7 +5,8 @@ Per tick k (t = k dt):
   1. the consumer broadcast is encoded and decoded (as drones would receive it);
   2. the radio delivers the messages sent at tick k-1 (+ latency) to agents within C, decoded
      with the versioned comm format (stale / malformed ones are counted and skipped);
-  3. every flying drone decides alone (`DroneAgent`) and broadcasts its message;
+  3. every flying drone decides alone (`OnboardController`, as on board: its inputs, `prepare`,
+     `step`, `finish`, each phase run for every drone in turn) and broadcasts its message;
   4. the CBF projects the nominal velocities to safe ones (per drone, for the swarm, or off);
   5. the world steps; metrics, trace and bag are updated.
 With zero latency, no loss and the CBF off, this reproduces the batched evaluation of the same
@@ -172,19 +173,36 @@ class SwarmRuntime:
                 v_nom = self.centralized(self.world)[0].numpy().astype(np.float64)
             return v_nom * active[:, None], messages, payloads, states, time.perf_counter() - start
         # Each sender broadcasts one payload per tick: decode every delivered payload once (every
-        # receiver would get the same result), then hand it to the drones that received it.
+        # receiver would get the same result) into one block of rows (sender, stamp, body, cast to
+        # the policy's float32 once), then hand each drone the rows it received (`receive_rows`).
         g, f = self.drones[0].agent.feature_dim, self.drones[0].agent.state_dim
         decoded = [comm.decode_neighbour(p, now, self.config.max_message_age_s, g, f, self.decode_stats)
                    for p in inbox.payloads]
-        good = np.fromiter((m is not None for m in decoded), dtype=bool, count=len(decoded))
+        good = [k for k, m in enumerate(decoded) if m is not None]
+        msgs = [decoded[k] for k in good]
+        senders = np.fromiter((m.agent_id for m in msgs), dtype=np.int64, count=len(msgs))
+        stamps = np.fromiter((m.stamp for m in msgs), dtype=np.float64, count=len(msgs))
+        bodies = (np.concatenate([m.body() for m in msgs], dtype=np.float32).reshape(len(msgs), -1) if msgs
+                  else np.zeros((0, 2 + g + f), dtype=np.float32))
+        received = inbox.received[:, good]  # [N, K'] over the decodable ones
         pos_m = self.frame.to_metres(pos)
         spent = 0.0
+        # `OnboardController.tick` phase by phase, each for every drone in turn (the same calls: inputs,
+        # prepare, step, finish): each phase's code and data stay in cache across the drones, and the
+        # policy calls run back to back
+        prepared = []
         for i, drone in enumerate(self.drones):
             drone.on_pose(pos_m[i])
             drone.set_demands(demands)
             drone.set_supply(comm.SupplyStatus(i, now, supply[i], bool(active[i])))
-            drone.receive_all([decoded[k] for k in np.flatnonzero(inbox.received[i] & good).tolist()])
-            out = drone.tick(now)
+            rows = received[i]
+            drone.receive_rows(senders[rows], stamps[rows], bodies[rows])
+            prepared.append(drone.prepare(now))
+        stepped = [None if isinstance(p, Skip) else drone.step(p) for drone, p in zip(self.drones, prepared)]
+        for i, (drone, p, o) in enumerate(zip(self.drones, prepared, stepped)):
+            if o is None:
+                continue
+            out = drone.finish(p, o)
             if isinstance(out, Skip):
                 continue
             d = out.decision
