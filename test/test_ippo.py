@@ -79,15 +79,16 @@ def test_short_training_rises_above_random(tmp_path):
     assert float(rows[-1]["contraction_min"]) >= 0  # tau >= 0 held throughout
 
 
-@pytest.mark.parametrize("algo", ["lgtc-ippo", "ippo", "momappo"])
-def test_resume_gives_the_same_next_update(tmp_path, algo):
-    one = small_args(tmp_path / "a", algo=algo, total_steps=16 * 30 * 3, num_steps=20)
+@pytest.mark.parametrize("algo,bf16", [("lgtc-ippo", False), ("ippo", False), ("momappo", False),
+                                       ("lgtc-ippo", True)])
+def test_resume_gives_the_same_next_update(tmp_path, algo, bf16):
+    one = small_args(tmp_path / "a", algo=algo, total_steps=16 * 30 * 3, num_steps=20, bf16=bf16)
     Trainer(one).run()
     straight, _ = load_policy(tmp_path / "a" / "run" / "checkpoint.pt")
 
-    two = small_args(tmp_path / "b", algo=algo, total_steps=16 * 20 * 2, num_steps=20)
+    two = small_args(tmp_path / "b", algo=algo, total_steps=16 * 20 * 2, num_steps=20, bf16=bf16)
     Trainer(two).run()
-    resumed_args = small_args(tmp_path / "b", algo=algo, total_steps=16 * 30 * 3, num_steps=20)
+    resumed_args = small_args(tmp_path / "b", algo=algo, total_steps=16 * 30 * 3, num_steps=20, bf16=bf16)
     assert train(resumed_args, resume=True, show_progress=False) == "done"
     resumed, _ = load_policy(tmp_path / "b" / "run" / "checkpoint.pt")
     for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
@@ -143,3 +144,40 @@ def test_sigterm_in_a_background_process_saves_a_checkpoint(tmp_path):
     out, err = proc.communicate(timeout=600)
     assert "interrupted" in out, err[-2000:]
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["update"] >= 2
+
+
+def test_learn_is_the_minibatch_loss_stepped_in_a_random_order(tmp_path):
+    """`Trainer.learn` = Adam steps on `minibatch_loss` over each epoch's random permutation,
+    clipped; replayed by hand from the same rollout, RNG state and weights it gives the same
+    weights (the learner's structure, whatever speed-ups it gets, keeps the algorithm)."""
+    import copy
+
+    from lgtc_ros.train.ippo import MINIBATCH_KEYS, minibatch_loss
+
+    args = small_args(tmp_path, total_steps=16 * 20, num_steps=20, minibatch_size=64, update_epochs=2)
+    trainer = Trainer(args)
+    ro = trainer.collect()
+    model0, opt_state = copy.deepcopy(trainer.model), copy.deepcopy(trainer.opt.state_dict())
+    rng = torch.get_rng_state()
+    trainer.learn(ro)
+
+    model = model0
+    opt = torch.optim.Adam(model.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    opt.load_state_dict(opt_state)
+    torch.set_rng_state(rng)
+    dones = ro["done"][..., None].expand_as(ro["reward"])
+    adv, ret = gae(ro["reward"], ro["value"], dones, ro["last_value"], args.gamma, args.gae_lambda)
+    T, B = ro["reward"].shape[:2]
+    data = {k: ro[k].reshape(T * B, *ro[k].shape[2:]) for k in MINIBATCH_KEYS}
+    data["adv"], data["ret"] = adv.reshape(T * B, -1), ret.reshape(T * B, -1)
+    for _ in range(args.update_epochs):
+        order = torch.randperm(T * B)
+        for start in range(0, T * B, args.minibatch_size):
+            idx = order[start:start + args.minibatch_size]
+            loss, _ = minibatch_loss(model, {k: v[idx] for k, v in data.items()}, trainer.world.kinds, args)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            opt.step()
+    for (k, a), b in zip(trainer.model.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), k

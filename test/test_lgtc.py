@@ -280,3 +280,73 @@ def test_violating_assumption_3_leaves_bounded_disagreement():
     gap = (final[3] - final[4]).abs().max()
     spread = (final[0] - final[5]).abs().max()
     assert 1e-4 < gap < 0.5 * spread
+
+
+# ----------------------------------------------------------------------------- training speed-ups
+
+
+def _paper_batch(model, n_envs=4, seed=0):
+    world = World(PAPER, n_envs=n_envs, seed=seed, solve_assignment=False)
+    obs = world.observe()
+    od = {"pos": obs.pos, "supply": obs.supply, "consumer_pos": obs.consumer_pos, "demand": obs.demand,
+          "kinds": obs.kinds}
+    g = torch.Generator().manual_seed(seed)
+    state = {k: torch.rand(v.shape, generator=g) * 2 - 1 for k, v in model.initial_state(n_envs, 10).items()}
+    state["valid"] = torch.ones(n_envs, 10)
+    return od, state, row_normalized(obs.neighbours)
+
+
+def _reference_core(cell: LGTC, pos, supply, consumer_pos, demand, kinds, x, agg_psi, agg_x, crowd):
+    """`LGTC.core` as first written (batched matmul logits, gather from Phi expanded per agent)."""
+    psi, phi, rel = cell.features(pos, supply, consumer_pos, demand, kinds)
+    delta = cell.B0(psi) + cell.B1(agg_psi) + phi.mean(-2)
+    keys = phi + rel
+    query = torch.tanh(delta + cell.A0(x) + cell.A1(agg_x))
+    attn = torch.softmax(torch.matmul(keys, query.unsqueeze(-1)).squeeze(-1) * cell.scale, -1)
+    choice = attn.argmax(-1)
+    index = choice.unsqueeze(-1).unsqueeze(-1).expand(list(choice.shape) + [1, keys.shape[-1]])
+    chosen = torch.gather(phi.expand(list(rel.shape)), -2, index).squeeze(-2)
+    f = torch.relu(cell.W(chosen))
+    x_new = cell.integrate(x, f, agg_x)
+    return torch.cat([x_new, (attn.unsqueeze(-1) * keys).sum(-2), delta, pos, crowd], -1)
+
+
+def test_core_equals_its_first_formulation_with_gradients():
+    """The one-hot selection and the elementwise attention logits (training speed) change no
+    number beyond float rounding, forward or backward."""
+    model = ActorCritic(LGTCConfig(n_resources=4), HeadConfig())
+    od, state, S = _paper_batch(model)
+    cell = model.actor
+    args = (*model._local_inputs(od), state["x_pi"], S @ state["psi_pi"], S @ state["x_pi"],
+            model.crowd(od["pos"], state, S))
+    w = torch.randn(4, 10, cell.cfg.output_dim)
+    y_new = cell.core(*args)[0]
+    (y_new * w).sum().backward()
+    grads_new = [p.grad.clone() for p in cell.parameters()]
+    cell.zero_grad()
+    y_ref = _reference_core(cell, *args)
+    (y_ref * w).sum().backward()
+    assert torch.allclose(y_new, y_ref, atol=1e-6)
+    for p, g_new in zip(cell.parameters(), grads_new):
+        assert torch.allclose(g_new, p.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_bf16_training_mode_is_close_to_fp32_and_never_scripted(tmp_path):
+    model = ActorCritic(LGTCConfig(n_resources=4), HeadConfig())
+    od, state, S = _paper_batch(model)
+    with torch.no_grad():
+        ref = model.step(od, state, S)
+        fast = model.use_bf16().step(od, state, S)
+    for a, b in zip(ref[:3], fast[:3]):  # mean, log_std, value: fp32 out, bf16 rounding inside
+        assert b.dtype == torch.float32 and torch.allclose(a, b, atol=3e-2), (a - b).abs().max()
+    assert not torch.equal(ref[2], fast[2])  # (the flag does reach the products)
+    for k in ("x_pi", "psi_pi", "x_v", "psi_v"):
+        assert fast[3][k].dtype == torch.float32
+    # export scripts the fp32 path whatever the training flag
+    scripted = torch.jit.script(DroneStep(model, v_max=0.5))
+    model.use_bf16(False)
+    plain = torch.jit.script(DroneStep(model, v_max=0.5))
+    inputs = (od["pos"][0, 0], od["supply"][0, 0], od["consumer_pos"][0], od["demand"][0], od["kinds"],
+              state["x_pi"][0, 0], torch.zeros(0, 2), torch.zeros(0, 64), torch.zeros(0, 64))
+    for a, b in zip(scripted(*inputs), plain(*inputs)):
+        assert torch.equal(a, b)

@@ -47,11 +47,20 @@ class ActorCritic(nn.Module):
         if head.value == "vector" and cfg.consensus:
             raise ValueError("the vector (per-consumer) value is the MOMAPPO peer's: no consensus state")
         self.critic_head = mlp([cfg.output_dim, *head.hidden, 1])
+        self.bf16_heads = False
+        """Training speed-up (not saved): the final MLPs' matrix products in bfloat16 (autocast;
+        inputs, outputs and weights stay fp32). Set by `use_bf16` (the trainer's `bf16`)."""
         with torch.no_grad():  # CleanRL's small last layer: near-zero mean actions at the start
             last = self.actor_head[-1]
             last.weight.mul_(0.01)
             last.bias.zero_()
             last.bias[2:].fill_(head.init_log_std)
+
+    def use_bf16(self, on: bool = True) -> "ActorCritic":
+        """bfloat16 matrix products where a training step spends its time: the final MLPs and the
+        agent-relative DeepSets of both cells (fp32 inputs, outputs, states and weights)."""
+        self.bf16_heads = self.actor.bf16_sets = self.critic.bf16_sets = bool(on)
+        return self
 
     def initial_state(self, batch: int, agents: int) -> dict[str, Tensor]:
         f, g = self.cfg.state_dim, self.cfg.feature_dim
@@ -75,7 +84,7 @@ class ActorCritic(nn.Module):
         Returns (mean [B,N,2], log_std [B,N,2], x_new, psi, aux)."""
         x, psi_prev = state["x_pi"], state["psi_pi"]
         y, x_new, psi, aux = self.actor.core(*self._local_inputs(obs), x, S @ psi_prev, S @ x, crowd)
-        out = self.actor_head(y)
+        out = self._head(self.actor_head, y)
         mean = torch.tanh(out[..., :2]) if self.head_cfg.squash else out[..., :2]
         return mean, out[..., 2:].clamp(LOG_STD_MIN, LOG_STD_MAX), x_new, psi, aux
 
@@ -86,9 +95,13 @@ class ActorCritic(nn.Module):
         if self.head_cfg.value == "vector":  # V = sum_m Xi_m V_m, V_m from consumer m's key
             keys = aux["keys"]
             rest = torch.cat([aux["delta"], obs["pos"], crowd], -1).unsqueeze(-2).expand(list(keys.shape[:-1]) + [-1])
-            per_consumer = self.critic_head(torch.cat([keys, rest], -1)).squeeze(-1)   # [...,M]
+            per_consumer = self._head(self.critic_head, torch.cat([keys, rest], -1)).squeeze(-1)   # [...,M]
             return (aux["attention"] * per_consumer).sum(-1), x_new, psi, aux
-        return self.critic_head(y).squeeze(-1), x_new, psi, aux
+        return self._head(self.critic_head, y).squeeze(-1), x_new, psi, aux
+
+    def _head(self, head: nn.Module, y: Tensor) -> Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16_heads):
+            return head(y).float()
 
     def value(self, obs: dict[str, Tensor], state: dict[str, Tensor], S: Tensor) -> Tensor:
         return self.critic_step(obs, state, S, self.crowd(obs["pos"], state, S))[0]

@@ -117,6 +117,9 @@ class LGTC(nn.Module):
             raise ValueError("pooling applies to the networks without consensus (ippo, momappo)")
         self.weighted = cfg.pooling == "weighted"
         self.scale = 1.0 / math.sqrt(cfg.feature_dim)
+        self.bf16_sets = False
+        """Training speed-up (not saved, never scripted): the agent-relative DeepSets R, whose
+        layers run on [..., M, r] rows, with bfloat16 matrix products (`train --set bf16=true`)."""
         r, g, fdim, h = cfg.n_resources, cfg.feature_dim, cfg.state_dim, cfg.hidden_dim
         self.phi1 = mlp([2 + 2 + r, h, h], out_act=True)        # (d_m, de_ml, kappa_l, e_l)
         self.phi2 = mlp([h, h, g])
@@ -180,9 +183,19 @@ class LGTC(nn.Module):
         geo = torch.cat([rel, dist], -1).unsqueeze(-2).expand(full + [3])
         own = supply.unsqueeze(-2).unsqueeze(-1).expand(full + [1])
         rel_in = torch.cat([geo, de.expand(full + [1]), own, kind.expand(full + [1]), eye.expand(full + [r])], -1)
-        rel_feat = self.rel2(self.rel1(rel_in).sum(-2))
+        if self.bf16_sets and not torch.jit.is_scripting():
+            rel_feat = self._relative_bf16(rel_in)
+        else:
+            rel_feat = self.rel2(self.rel1(rel_in).sum(-2))
         psi = self.psi(torch.cat([pos, supply, kinds.expand(lead + [r])], -1))
         return psi, phi, rel_feat
+
+    @torch.jit.unused
+    def _relative_bf16(self, rel_in: Tensor) -> Tensor:
+        """R = rel2(sum_l rel1(.)) with bfloat16 matrix products, returned as fp32. The largest
+        activations of a training step ([B,N,M,r,h]); their skinny fp32 GEMMs are slow on CPU."""
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.rel2(self.rel1(rel_in).sum(-2)).float()
 
     # ------------------------------------------------------------------ one step, local
 
@@ -205,19 +218,22 @@ class LGTC(nn.Module):
             query = torch.tanh(delta + self.A0(x) + self.A1(agg_x))
         else:
             query = torch.tanh(delta + self.bx)
-        attn = torch.softmax(torch.matmul(keys, query.unsqueeze(-1)).squeeze(-1) * self.scale, -1)
+        # (products and sums over G rather than batched [M,G] x [G,1] matmuls: fewer, faster kernels
+        # for the many tiny matrices of a training minibatch; the same numbers)
+        attn = torch.softmax((keys * query.unsqueeze(-2)).sum(-1) * self.scale, -1)
         choice = attn.argmax(-1)
-        index = choice.unsqueeze(-1).unsqueeze(-1).expand(list(choice.shape) + [1, keys.shape[-1]])
-        phi = phi.expand(list(rel.shape))
         if not self.consensus:  # vanilla IPPO, §IV: y = [(Xi o Phi)_argmax, Delta, p]; MOMAPPO: the sum
             if self.weighted:
                 picked = (attn.unsqueeze(-1) * keys).sum(-2)
             else:
+                index = choice.unsqueeze(-1).unsqueeze(-1).expand(list(choice.shape) + [1, keys.shape[-1]])
                 picked = torch.gather(attn.unsqueeze(-1) * keys, -2, index).squeeze(-2)
             y = torch.cat([picked, delta, pos, crowd], -1)
             return y, x, psi, {"attention": attn, "choice": choice, "f": torch.zeros_like(x),
                                "keys": keys, "delta": delta}
-        chosen = torch.gather(phi, -2, index).squeeze(-2)
+        # Phi of the chosen consumer, selected by a one-hot over M (phi stays [...c,M,G]: no copy
+        # per agent; its gradient is a sum, not a scatter into an expanded tensor)
+        chosen = (F.one_hot(choice, keys.shape[-2]).to(phi.dtype).unsqueeze(-1) * phi).sum(-2)
         f = F.relu(self.W(chosen))
         x_new = self.integrate(x, f, agg_x, consts)
         y = torch.cat([x_new, (attn.unsqueeze(-1) * keys).sum(-2), delta, pos, crowd], -1)
