@@ -430,6 +430,14 @@ TARGETS: tuple[Target, ...] = (
            lambda r: r["wall_min"] < 120,
            lambda j, _: "; ".join(f"{r['wall_min']:.0f} min for {int(r['env_steps']):,} env-steps "
                                   f"({r['env_steps_per_s']:.0f} env-steps/s)" for r in j)),
+    Target("training", "training LGTC-IPPO from scratch to 95 % of the expert's return (lgtc eval, 100 episodes)",
+           "<= 17.3 min (1/3 of the 52 min of the shipped run)",
+           lambda r: r.get("threshold_return") is not None,
+           lambda r: r["wall_min_to_threshold"] is not None and r["wall_min_to_threshold"] <= 17.3,
+           lambda j, _: "; ".join(
+               f"{r['wall_min_to_threshold']:.1f} min, {int(r['env_steps_to_threshold']):,} env-steps (return >= "
+               f"{r['threshold_return']:.3f} first at update {r['first_update_at_threshold']})"
+               if r["wall_min_to_threshold"] is not None else "never reached" for r in j)),
 )
 """Every target `lgtc bench` marks, in the README's order (DESIGN §5; the README adds the ROS graph's)."""
 
@@ -772,13 +780,25 @@ def bench_collisions(model_path: str | Path, episodes: int = 100, scenario_name:
     return rows
 
 
-def bench_training(log_csv: str | Path) -> list[dict]:
-    """Training throughput of a finished run, read from its train_log.csv."""
+def bench_training(log_csv: str | Path, evals_csv: str | Path | None = None,
+                   threshold: float | None = None) -> list[dict]:
+    """Training throughput of a finished run, read from its train_log.csv. With `evals_csv` (columns
+    update, eval_return...: checkpoints evaluated by `lgtc eval`) and a `threshold` return, also the
+    first evaluated update at or above it and the training wall time it took."""
     import csv
 
     rows = list(csv.DictReader(Path(log_csv).open()))
     last = rows[-1]
     wall = float(last["wall_s"])
-    return [{"bench": "training", "log": str(log_csv), "updates": len(rows), "env_steps": int(float(last["env_steps"])),
-             "wall_min": wall / 60, "env_steps_per_s": float(last["env_steps"]) / wall,
-             "agent_steps_per_s": float(last["agent_steps"]) / wall}]
+    out = {"bench": "training", "log": str(log_csv), "updates": len(rows), "env_steps": int(float(last["env_steps"])),
+           "wall_min": wall / 60, "env_steps_per_s": float(last["env_steps"]) / wall,
+           "agent_steps_per_s": float(last["agent_steps"]) / wall}
+    if evals_csv is not None and threshold is not None:
+        evals = list(csv.DictReader(Path(evals_csv).open()))
+        reached = [e for e in evals if float(e[next(k for k in e if k.startswith("eval_return"))]) >= threshold]
+        by_update = {int(r["update"]): r for r in rows}
+        first = int(reached[0]["update"]) if reached else None
+        out.update({"threshold_return": threshold, "first_update_at_threshold": first,
+                    "env_steps_to_threshold": int(float(by_update[first]["env_steps"])) if first in by_update else None,
+                    "wall_min_to_threshold": float(by_update[first]["wall_s"]) / 60 if first in by_update else None})
+    return [out]

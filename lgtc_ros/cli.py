@@ -667,9 +667,14 @@ def run_bench(args) -> int:
         if "graph" in args.only:
             add(bench.bench_graph(seconds=args.graph_seconds, progress=note))
         if "training" in args.only:
-            log = model.with_name(model.stem + "_train_log.csv") if model else None
+            log = Path(args.training_log) if args.training_log else (
+                model.with_name(model.stem + "_train_log.csv") if model else None)
+            if args.training_log and not log.is_file():
+                raise SystemExit(f"lgtc: --training-log {log}: no such file")
+            if (args.training_evals is None) != (args.threshold is None):
+                raise SystemExit("lgtc: --training-evals and --threshold go together")
             if log is not None and log.is_file():
-                add(bench.bench_training(log))
+                add(bench.bench_training(log, args.training_evals, args.threshold))
     command = "lgtc " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "lgtc bench"
     if not args.no_write:
         path = bench.append_report(rows, command, args.report, machine_info)
@@ -933,6 +938,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="exported model for policy/runtime/collision benches "
                    "(default: models/lgtc_paper_10x4.pt)")
     p.add_argument("--episodes", type=int, default=100, help="seeded episodes of the collision bench")
+    p.add_argument("--training-log", default=None, metavar="CSV",
+                   help="training bench: this run's train_log.csv (default: the --model's, beside it)")
+    p.add_argument("--training-evals", default=None, metavar="CSV",
+                   help="training bench: `lgtc eval` returns of the run's checkpoints (columns update, "
+                   "eval_return...), for the wall time to --threshold")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="training bench: the return counted as reached (e.g. 0.95 x the expert's)")
     p.add_argument("--graph-seconds", type=float, default=8.0,
                    help="seconds of mission the ROS graph bench watches per case (the missions last 10 s)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024], help="simulator batch sizes")

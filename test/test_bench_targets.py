@@ -151,3 +151,18 @@ def test_assignment_hard_family_rows_have_their_own_target():
     assert verdict(dict(assignment(), family="one-type", cvxpy_gap_limit=0.01)) == MET  # the one-type target
     table = bench.readme_table([dict(assignment(), family="one-type", cvxpy_gap_limit=0.01), hard])
     assert "at the same 1 % gap limit" in table and "r = 3: 95 % of 10 instances" in table
+
+
+def test_training_time_to_a_threshold_is_read_from_the_log_and_the_checkpoint_evals(tmp_path):
+    from lgtc_ros.bench import bench_training, verdict
+
+    log = tmp_path / "train_log.csv"
+    log.write_text("update,env_steps,agent_steps,wall_s\n" + "".join(
+        f"{u},{u * 6400},{u * 64000},{u * 10.0}\n" for u in range(1, 11)))
+    evals = tmp_path / "evals.csv"
+    evals.write_text("update,eval_return_100ep_seed1000\n5,4.0\n8,5.9\n10,6.1\n")
+    (row,) = bench_training(log, evals, threshold=5.8)
+    assert (row["first_update_at_threshold"], row["env_steps_to_threshold"]) == (8, 51200)
+    assert row["wall_min_to_threshold"] == 80 / 60 and verdict(row) == "met"
+    (never,) = bench_training(log, evals, threshold=7.0)
+    assert never["wall_min_to_threshold"] is None and verdict(never) == "missed"
