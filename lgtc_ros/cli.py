@@ -7,7 +7,7 @@
     lgtc replay BAG [--policy MODEL] [--out DIR] [--json]
     lgtc compare LABEL=RUN/train_log.csv ... --out FIG.png   (learning curves side by side)
     lgtc bench  simulator and assignment benchmarks, appended to docs/BENCHMARKS.md [--json]
-    lgtc train  --algo lgtc-ippo|ippo|momappo|vdn|qmix --scenario FILE --steps N --seed S --out DIR [--resume]
+    lgtc train  --algo lgtc-ippo|ippo|momappo|vdn|qmix|hrl-grouping --scenario FILE --steps N --seed S --out DIR [--resume]
     lgtc eval   --scenario FILE --policy expert|random|MODEL --episodes K [--out DIR] [--json]
     lgtc export --policy RUN/policy.pt --scenario FILE --out models/NAME.pt
     lgtc sweep  --policy MODEL --policy expert --agents 5 10 20 --consumers 2 4 10 --episodes K --out DIR
@@ -559,8 +559,8 @@ def markdown_summary(summary: dict, stats) -> str:
 
 def run_export(args) -> int:
     from lgtc_ros.outputs import Lock, check_target
-    from lgtc_ros.policy.checkpoint import load_policy
     from lgtc_ros.policy.export import export
+    from lgtc_ros.policy.hrl import load_trainer_policy as load_policy  # any trainer's (ActorCritic or hrl)
 
     scenario = _scenario(args.scenario)
     out = Path(args.out)
@@ -702,6 +702,8 @@ def run_train(args) -> int:
         from lgtc_ros.train.sac_mix import train as sac_train
 
         train = lambda a, resume, show_progress, force: sac_train(a, show_progress, force)  # noqa: E731
+    elif algo == "hrl-grouping":  # the hierarchical grouping peer (option-critic + centralized DeepSets critic)
+        from lgtc_ros.train.hrl import Args, train
     else:
         from lgtc_ros.train.ippo import Args, train
 
@@ -911,10 +913,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a policy with the batched simulator. PPO family (resumable): lgtc-ippo, "
                        "ippo, momappo; SAC-based value decomposition: vdn, qmix. With --resume the run's stored "
                        "settings are the defaults and an option that contradicts them is refused.")
-    p.add_argument("--algo", default=None, choices=["lgtc-ippo", "ippo", "momappo", "vdn", "qmix"],
+    p.add_argument("--algo", default=None, choices=["lgtc-ippo", "ippo", "momappo", "vdn", "qmix", "hrl-grouping"],
                    help="lgtc-ippo: LGTC with the consensus state and the contractivity penalty (the paper); "
                    "ippo: vanilla IPPO, no state; momappo: attention-weighted consumer features, a value per "
-                   "consumer; vdn, qmix: SAC-adapted value decomposition (no --resume) "
+                   "consumer; vdn, qmix: SAC-adapted value decomposition (no --resume); hrl-grouping: "
+                   "hierarchical option-critic grouping with a centralized DeepSets critic "
                    "(default: lgtc-ippo; with --resume: the run's)")
     p.add_argument("--scenario", default=None,
                    help=f"YAML file or bundled name (default: {DEFAULT_SCENARIO}; with --resume: the run's)")

@@ -168,6 +168,10 @@ def export(model: ActorCritic, scenario, out: str | Path, training: dict | None 
     from lgtc_ros.outputs import replace_protected, temp_name
     from lgtc_ros.policy.certificate import certify, metadata_fields
 
+    if getattr(model, "drone_step", None) is not None:  # the hrl-grouping peer: its own step, no certificate
+        from lgtc_ros.policy.hrl import export_hrl
+
+        return export_hrl(model, scenario, out, training, metrics)
     out = Path(out)
     meta_path = out.with_suffix(".json")
     cert = certify(model)  # None without the consensus state: no ODE to certify

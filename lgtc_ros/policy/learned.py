@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lgtc_ros.policy.checkpoint import load_policy, training_v_max
+from lgtc_ros.policy.checkpoint import training_v_max
 from lgtc_ros.policy.export import EXPORTED, DroneStep, ModelMismatch, load, model_format
+from lgtc_ros.policy.hrl import load_trainer_policy
 
 
 class LearnedPolicy:
@@ -34,12 +35,14 @@ class LearnedPolicy:
         if model_format(path) == EXPORTED:
             module, meta = load(path, scenario, allow_consumer_change=allow_consumer_change)
             return cls(module, path.stem, meta)
-        model, ck = load_policy(path)
+        model, ck = load_trainer_policy(path)  # an ActorCritic, or a model with its own `drone_step` (hrl)
         if model.cfg.n_resources != scenario.n_resources:
             raise ModelMismatch(f"{path} was trained for {model.cfg.n_resources} resource types (r), "
                                 f"scenario '{scenario.name}' has {scenario.n_resources}", path)
         v_max = training_v_max(ck)
-        return cls(DroneStep(model, v_max).eval(), path.parent.name or path.stem, {"source": str(path)})
+        make_step = getattr(model, "drone_step", None)
+        step = make_step(v_max) if make_step is not None else DroneStep(model, v_max)
+        return cls(step.eval(), path.parent.name or path.stem, {"source": str(path)})
 
     def reset(self) -> None:
         self.state = None
