@@ -58,7 +58,7 @@ def from_trace(trace, scenario) -> Frames:
 
 
 def from_recording(rec, scenario=None) -> Frames:
-    """A `bags.read_recording` mission; radii from its metadata, else from `scenario`."""
+    """A `bags.read_bag` mission; radii from its metadata, else from `scenario`."""
     def radius(name: str) -> float:
         if name in rec.meta:
             return float(rec.meta[name])
@@ -69,9 +69,9 @@ def from_recording(rec, scenario=None) -> Frames:
     consumer_r = radius("consumer_radius")
     # a centralized controller records no choice (-1): its drones take the colour of the consumer they are at
     cluster = np.where(rec.choice >= 0, rec.choice, at_consumer(rec.pos, rec.consumer_pos, consumer_r))
-    return Frames(np.asarray(rec.t, dtype=np.float64) - float(rec.t[0]) if len(rec.t) else np.asarray(rec.t),
-                  rec.pos.astype(np.float64), rec.active.astype(bool), cluster.astype(int),
-                  rec.consumer_pos.astype(np.float64), np.nan_to_num(rec.demand.sum(-1)).astype(np.float64),
+    # mission time (negative before the start of a live recording), as the replay report uses it
+    return Frames(np.asarray(rec.t, dtype=np.float64), rec.pos.astype(np.float64), rec.active.astype(bool),
+                  cluster.astype(int), rec.consumer_pos.astype(np.float64), np.nan_to_num(rec.demand.sum(-1)).astype(np.float64),
                   radius("comm_radius"), consumer_r, radius("safety_radius"),
                   "colour: the consumer each drone chose (else the one it is at)")
 
