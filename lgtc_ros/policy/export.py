@@ -163,9 +163,7 @@ def git_commit() -> str:
 def export(model: ActorCritic, scenario, out: str | Path, training: dict | None = None,
            metrics: dict | None = None) -> tuple[Path, Path]:
     """Write `out` (TorchScript) and `out.json` (metadata). Returns both paths."""
-    import os
-
-    from lgtc_ros.outputs import replace_protected, temp_name
+    from lgtc_ros.outputs import replace_protected
     from lgtc_ros.policy.certificate import certify, metadata_fields
 
     if getattr(model, "drone_step", None) is not None:  # the hrl-grouping peer: its own step, no certificate
@@ -207,7 +205,17 @@ def export(model: ActorCritic, scenario, out: str | Path, training: dict | None 
         "git_commit": git_commit(),
         "torch": torch.__version__,
     }
-    # both written under temporary names, then renamed: a crash leaves the old pair or the new one
+    return write_model(module, meta, out)
+
+
+def write_model(module, meta: dict, out: Path) -> tuple[Path, Path]:
+    """`out` (the TorchScript module) and its `.json` (`meta`), both written under temporary names,
+    then renamed: a crash leaves the old pair or the new one."""
+    import os
+
+    from lgtc_ros.outputs import temp_name
+
+    meta_path = out.with_suffix(".json")
     tmp_pt, tmp_meta = temp_name(out), temp_name(meta_path)
     try:
         module.save(str(tmp_pt))

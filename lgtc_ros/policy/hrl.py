@@ -38,8 +38,6 @@ consensus ODE, the fields are null).
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Tuple
@@ -338,9 +336,9 @@ def export_hrl(model: HRLGrouping, scenario, out: str | Path, training: dict | N
                metrics: dict | None = None) -> tuple[Path, Path]:
     """`policy/export.py`'s `export` for an `HRLGrouping`: the TorchScript drone step and its `.json`
     (no consensus state: the certificate fields are null, nothing is refused)."""
-    from lgtc_ros.outputs import replace_protected, temp_name
+    from lgtc_ros.outputs import replace_protected
     from lgtc_ros.policy.certificate import metadata_fields
-    from lgtc_ros.policy.export import FORMAT_VERSION, git_commit
+    from lgtc_ros.policy.export import FORMAT_VERSION, git_commit, write_model
 
     out = Path(out)
     meta_path = out.with_suffix(".json")
@@ -373,13 +371,4 @@ def export_hrl(model: HRLGrouping, scenario, out: str | Path, training: dict | N
         "torch": torch.__version__,
     }
     meta["certificate"]["note"] = "hrl-grouping: no consensus state, no ODE, nothing to certify"
-    tmp_pt, tmp_meta = temp_name(out), temp_name(meta_path)
-    try:
-        module.save(str(tmp_pt))
-        tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
-        os.replace(tmp_pt, out)
-        os.replace(tmp_meta, meta_path)
-    finally:
-        tmp_pt.unlink(missing_ok=True)
-        tmp_meta.unlink(missing_ok=True)
-    return out, meta_path
+    return write_model(module, meta, out)
