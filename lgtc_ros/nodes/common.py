@@ -27,7 +27,7 @@ from std_msgs.msg import Float64MultiArray, MultiArrayDimension, MultiArrayLayou
 
 from lgtc_ros.comm import FloatArray, default_names
 from lgtc_ros.frames import FRAME_ID
-from lgtc_ros.nodes.signals import interrupt_on_signals, remember_signals, stop_requested
+from lgtc_ros.nodes.signals import remember_signals, stop_requested
 from lgtc_ros.scenario import Scenario, load_scenario, resolve_scenario
 
 # ---------------------------------------------------------------- QoS, chosen per topic
@@ -154,12 +154,10 @@ def guarded(node: Node, callback: Callable[..., None]) -> Callable[..., None]:
 def run(make_node: Callable[[], Node], name: str, args=None) -> None:
     """rclpy.init, build the node, spin until Ctrl-C / SIGTERM / shutdown, clean up; exit 0.
     A node that cannot start logs one line naming the parameter and exits 2."""
-    interrupt_on_signals()
+    remember_signals()
     log = rclpy.logging.get_logger(name)
     try:
         rclpy.init(args=args)
-    except KeyboardInterrupt:  # stopped before anything was built
-        os._exit(0)
     except Exception as exc:  # e.g. a parameter file that does not parse
         log.fatal(f"cannot start: {str(exc).splitlines()[0]}")
         sys.exit(2)
@@ -168,7 +166,6 @@ def run(make_node: Callable[[], Node], name: str, args=None) -> None:
         node = make_node()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        remember_signals()
         # checks our own flag too: a stop asked for while starting is honoured, not lost, and the
         # node stops within 0.1 s even if a signal reaches it while rclpy's handler is not in place
         while rclpy.ok() and not stop_requested():
@@ -182,7 +179,6 @@ def run(make_node: Callable[[], Node], name: str, args=None) -> None:
         if rclpy.ok():  # a real error; otherwise the executor met the context Ctrl-C had just shut down
             raise
     finally:
-        remember_signals()  # the clean-up is never interrupted
         if executor is not None:
             executor.shutdown()
         if node is not None:

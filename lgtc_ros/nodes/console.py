@@ -9,17 +9,25 @@ import importlib
 from lgtc_ros.nodes.signals import exit_on_signals
 
 
-def _run(module: str) -> None:
+# what a drone's node imports only while it is built (`drone_topics.load_controllers`): loaded here,
+# while a stop still ends the process at once, so that building the node is only reading its model
+_POLICY = ("torch", "lgtc_ros.runtime.onboard", "lgtc_ros.runtime.drone", "lgtc_ros.policy.export",
+           "lgtc_ros.policy.shipped")
+
+
+def _run(module: str, preload: tuple[str, ...] = ()) -> None:
     exit_on_signals()
+    for name in preload:
+        importlib.import_module(name)
     importlib.import_module(f"lgtc_ros.nodes.{module}").main()
 
 
 def agent_node() -> None:
-    _run("agent_node")
+    _run("agent_node", _POLICY)
 
 
 def swarm_node() -> None:
-    _run("swarm_node")
+    _run("swarm_node", _POLICY)
 
 
 def radio_node() -> None:

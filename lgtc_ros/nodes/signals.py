@@ -1,16 +1,16 @@
 """How a node takes Ctrl-C and SIGTERM: as a request to stop, never as a traceback.
 
-A node's life has three phases, and a stop request means something different in each:
+Two phases:
 
-- importing (`exit_on_signals`, armed by the console script before rclpy, numpy and torch load:
-  seconds of CPU on a busy machine): the process ends at once, exit 0; nothing is open yet;
-- starting (`interrupt_on_signals`: rclpy.init, building the node, loading its model): the start
-  is interrupted with KeyboardInterrupt, which `nodes.common.run` catches and then releases what
-  was built (so a Ctrl-C does not wait for a model to load only to stop);
-- running and cleaning up (`remember_signals`): the request is only remembered
-  (`stop_requested()`) and the spin loop stops at its next turn. rclpy's own handlers would
-  otherwise call Python's default one, which raises KeyboardInterrupt wherever the main thread
-  is (inside `destroy_node`, say).
+- importing (`exit_on_signals`, armed by the console script before rclpy, numpy, torch and the
+  policy code load: seconds of CPU on a busy machine): the process ends at once, exit 0; nothing
+  is open yet that needs releasing;
+- from `rclpy.init` on (`remember_signals`): the request is only remembered (`stop_requested()`);
+  the node finishes building (reading its model: well under a second, the imports are done), and
+  the spin loop stops at its next turn and releases the DDS participant. Never an exception
+  raised from the handler: a KeyboardInterrupt that lands while C++ (torch, pybind11) calls back
+  into Python aborts the process, and rclpy's own handlers would otherwise call Python's default
+  one, which raises KeyboardInterrupt wherever the main thread is (inside `destroy_node`, say).
 
 The handler is installed once, before `rclpy.init` (which chains its own handler to it); a phase
 change only changes what it does. Nothing else is imported here, so the console scripts can call
@@ -29,8 +29,6 @@ def _on_signal(*_) -> None:
     _requested = True
     if _mode == "exit":
         os._exit(0)
-    if _mode == "interrupt":
-        raise KeyboardInterrupt
 
 
 def _enter(mode: str) -> None:
@@ -44,10 +42,6 @@ def _enter(mode: str) -> None:
 
 def exit_on_signals() -> None:
     _enter("exit")
-
-
-def interrupt_on_signals() -> None:
-    _enter("interrupt")
 
 
 def remember_signals() -> None:
