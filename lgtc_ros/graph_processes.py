@@ -36,12 +36,14 @@ def executable(name: str) -> str:
 
 def ros_environment(domain_id: int, base: dict | None = None) -> dict[str, str]:
     """The environment of every node of one graph: its own ROS_DOMAIN_ID (graphs never hear each
-    other), discovery on this host only, one torch thread per process, unbuffered logs."""
+    other), discovery on this host only, one torch thread per process, unbuffered logs, and Python's
+    fault handler (a node that must be aborted writes every thread's stack to its log: `stop`)."""
     if not 0 <= domain_id <= 101:
         raise ValueError(f"domain_id {domain_id}: ROS 2 domain ids 0..101 are safe on every OS")
     env = dict(os.environ if base is None else base)
     env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", OMP_NUM_THREADS="1",
-               PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
+               PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0",
+               PYTHONFAULTHANDLER="1")
     return env
 
 
@@ -79,7 +81,8 @@ class RunningGraph:
 
     def stop(self, sig: int = signal.SIGINT, timeout_s: float = 5.0) -> dict[str, int | None]:
         """Send `sig` to the process group and wait up to `timeout_s` for every node: {node: exit
-        code, None if it had to be killed}."""
+        code, None if it had to be killed}. A node still running at the deadline gets SIGABRT first,
+        so its log ends with where it hung (Python's fault handler: `ros_environment`)."""
         try:
             os.killpg(self.pgid, sig)
         except ProcessLookupError:
@@ -91,8 +94,13 @@ class RunningGraph:
                 codes[s.full_name] = p.wait(max(deadline - time.monotonic(), 0.01))
             except subprocess.TimeoutExpired:
                 codes[s.full_name] = None
-        for p in self.procs:
-            if p.poll() is None:
+        hung = [p for p in self.procs if p.poll() is None]
+        for p in hung:
+            p.send_signal(signal.SIGABRT)
+        for p in hung:
+            try:
+                p.wait(2.0)
+            except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
         return codes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from lgtc_ros.bags import topics
-from lgtc_ros.launch_plan import CRAZYSWARM_ARGS, SIM_ARGS, crazyswarm_graph, record_command, sim_graph
+from lgtc_ros.launch_plan import CRAZYSWARM_ARGS, SIM_ARGS, NodeSpec, crazyswarm_graph, record_command, sim_graph
 
 ROOT = Path(__file__).resolve().parent.parent
 NODES = {"agent_node", "swarm_node", "radio_node", "cbf_node", "world_node", "bridge_node"}
@@ -144,3 +145,25 @@ def test_the_rviz_view_shows_the_markers_in_the_world_frame():
     assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == "/lgtc/markers"
     assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Reliability Policy"] == "Reliable"
     assert displays["rviz_default_plugins/Grid"]["Plane"] == "XY" and all(d["Enabled"] for d in displays.values())
+
+
+def test_a_node_that_ignores_the_stop_is_aborted_and_its_log_shows_where_it_hung(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from lgtc_ros.graph_processes import RunningGraph, _log_path, ros_environment
+
+    spec = NodeSpec("agent_node", "lgtc_agent", namespace="cf1")
+    hung = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "def stuck_here():\n    print('ready', flush=True)\n    time.sleep(60)\nstuck_here()\n")
+    with _log_path(tmp_path, spec).open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-c", hung], stdout=log, stderr=subprocess.STDOUT,
+                                env=ros_environment(7), process_group=0)
+    graph = RunningGraph([spec], [proc], tmp_path)
+    deadline = time.monotonic() + 30
+    while "ready" not in graph.log(spec) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert graph.stop(signal.SIGINT, timeout_s=0.5) == {"/cf1/lgtc_agent": None}
+    assert proc.returncode == -signal.SIGABRT
+    assert "stuck_here" in graph.log(spec)

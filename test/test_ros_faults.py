@@ -109,7 +109,9 @@ def test_a_killed_agent_stops_its_drone_and_the_others_fly_on_safely(tmp_path):
         executor.shutdown()
         probe.destroy_node()
     finally:
-        codes = graph.stop(signal.SIGINT, timeout_s=5.0)
+        # 10 s, as the other graph tests: 22 processes releasing their participants at once on 2 shared
+        # cores (CI once saw one agent still running at 5 s); a hung one's log ends with its stacks
+        codes = graph.stop(signal.SIGINT, timeout_s=10.0)
         rclpy.try_shutdown(context=context)
     logs = {s.full_name: graph.log(s) for s in specs}
 
@@ -156,7 +158,7 @@ def test_a_killed_agent_stops_its_drone_and_the_others_fly_on_safely(tmp_path):
     assert first - killed < cbf_max_age + 0.3, first - killed
     assert codes[specs[k_victim].full_name] == -signal.SIGKILL
     bad = {n: c for n, c in codes.items() if c != 0 and n != specs[k_victim].full_name}
-    assert not bad, {n: (c, logs[n][-1500:]) for n, c in bad.items()}
+    assert not bad, {n: (c, logs[n][-4000:]) for n, c in bad.items()}
     for node, log in logs.items():
         assert "Traceback" not in log, f"{node}:\n{log[-3000:]}"
 

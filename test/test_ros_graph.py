@@ -42,8 +42,11 @@ def fly(tmp_path: Path, scenario: str, seconds: float, agents: str = "process", 
 
 def check_mission(report, names):
     assert set(report.command_hz) == set(names)
-    for name, hz in report.command_hz.items():
-        assert 18.0 <= hz <= 22.0, f"{name}: safe commands at {hz:.1f} Hz"
+    # every drone at 20 Hz by its commands' stamps (1 / the median interval, within 10 %); the count
+    # per second of wall time may sag under a stall of a machine shared with other jobs, not below 15
+    for name, hz in report.command_period_hz.items():
+        count_hz = report.command_hz[name]
+        assert 18.0 <= hz <= 22.0 and count_hz >= 15.0, f"{name}: safe commands at {hz:.1f} Hz ({count_hz:.1f} a second)"
     assert report.pose_hz > 10.0, report.pose_hz  # the world's own rate: reported by the bench, it sags under load
     assert report.ticks_too_close == 0, f"closest pair {report.closest_m:.3f} m"
     assert report.demand_end < report.demand_start                       # the swarm delivers

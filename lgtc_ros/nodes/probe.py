@@ -37,6 +37,9 @@ class ProbeReport:
     """Wall time observed since the mission started."""
     command_hz: dict[str, float]
     """Safe commands per second of wall time, per drone."""
+    command_period_hz: dict[str, float]
+    """1 / the median interval between a drone's safe-command stamps: the publisher's own rate,
+    which a stall of the machine (fewer commands in a second) does not move."""
     pose_hz: float
     """World ticks (distinct pose stamps) per second of wall time."""
     closest_m: float
@@ -116,11 +119,13 @@ class GraphProbe(Node):
         now = time.monotonic()
         seconds = now - self.started_wall if self.started else 0.0
         start = self.meta["start_epoch_ns"] if self.meta is not None else 2**63
-        rates = {}
+        rates, periods = {}, {}
         for name, stamped in self.cmd_times.items():
             # rate over the span the drone was commanded, so a landed drone is not a slow one
             times = [t for ns, t in stamped if ns >= start]
             rates[name] = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 else 0.0
+            gaps = np.diff(np.unique([ns for ns, _ in stamped if ns >= start]))
+            periods[name] = 1e9 / float(np.median(gaps)) if len(gaps) > 1 else 0.0
         poses = {ns: by_drone for ns, by_drone in self.poses.items() if ns >= start}
         demand = [d for ns, d in sorted(self.demand) if ns >= start]
         closest, too_close = np.inf, 0
@@ -135,7 +140,7 @@ class GraphProbe(Node):
         stamps = sorted(poses)
         pose_hz = (len(stamps) - 1) / ((stamps[-1] - stamps[0]) * 1e-9) if len(stamps) > 2 else 0.0
         cbf = self.cbf.counters if self.cbf is not None else {}
-        return ProbeReport(seconds, rates, pose_hz, closest, too_close,
+        return ProbeReport(seconds, rates, periods, pose_hz, closest, too_close,
                            demand[0] if demand else float("nan"), demand[-1] if demand else float("nan"),
                            int(self.cbf.fallbacks.sum()) if self.cbf is not None else 0, cbf)
 
