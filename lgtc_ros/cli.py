@@ -21,6 +21,7 @@ target refuses a second writer. Errors: one line `lgtc: ...` on stderr, exit sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -788,6 +789,46 @@ def run_compare(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _reproduce_errors():
+    """A report with nothing to draw, a training run that failed: one line naming what to do."""
+    try:
+        yield
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise SystemExit(f"lgtc: {exc}") from None
+
+
+def run_reproduce(args) -> int:
+    """Fig. 3, Fig. 4 or the ablations: train what is missing, evaluate, write the report folder."""
+    from lgtc_ros import reproduce as rep
+    from lgtc_ros.outputs import Lock
+
+    budget = rep.BUDGETS[args.budget]
+    small = args.budget == "small"  # a smoke test: nothing of it lands in docs/ unless asked
+    report_dir = Path(args.out or (f"runs/reproduce-small/report/{args.figure}" if small
+                                   else f"docs/reproduction/{args.figure}"))
+    runs_root = Path(args.runs or ("runs/reproduce-small" if small else "runs/reproduce"))
+    command = "lgtc reproduce " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["reproduce"] \
+        else f"lgtc reproduce {args.figure} --budget {args.budget}"
+    log = (lambda text: None) if args.quiet else (lambda text: print(f"lgtc reproduce: {text}", file=sys.stderr,
+                                                                      flush=True))
+    with Lock(report_dir), _reproduce_errors():
+        if args.figure == "fig3":
+            methods = [m for m in rep.FIG3 if not args.methods or m.label in args.methods]
+            if not args.report_only:
+                runs = rep.fig3_runs(budget, methods, args.seeds, args.steps)
+                rep.run_all([(r, runs_root / "fig3") for r in runs], report_dir, budget.eval_episodes, args.jobs, log)
+            text = rep.fig3_report(report_dir, methods, command)
+        elif args.figure == "fig4":
+            text = rep.fig4(budget, report_dir, Path.cwd(), command=command, log=log)
+        else:
+            text = rep.ablations(budget, runs_root, report_dir, Path.cwd(), args.jobs, args.steps, command, log,
+                                 args.report_only)
+    print(text)
+    print(f"wrote {report_dir}/README.md")
+    return 0
+
+
 def run_doctor(args) -> int:
     """One line per item with what to do; exit 1 when something simulation needs is broken."""
     from lgtc_ros.doctor import main as doctor
@@ -963,9 +1004,33 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, "print all rows as one JSON object on stdout")
     p.set_defaults(func=run_bench)
 
+    p = sub.add_parser("reproduce", help="the paper's evaluation: Fig. 3 over seeds, Fig. 4, the ablations; "
+                       "trains what is missing (resumable), writes a report folder")
+    p.add_argument("figure", choices=["fig3", "fig4", "ablations"])
+    p.add_argument("--budget", choices=["small", "full"], default="full",
+                   help="small: seconds-long runs for a smoke test; full: what docs/reproduction reports (default: %(default)s)")
+    p.add_argument("--steps", type=_int_at_least(1), default=None,
+                   help="train every run to this many env-steps instead of the budget's (a rerun extends them)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="fig3: these seeds (default: the budget's)")
+    p.add_argument("--methods", nargs="+", default=None, choices=[m.label for m in _fig3_methods()],
+                   help="fig3: these methods (default: all)")
+    p.add_argument("--jobs", type=_int_at_least(1), default=1, help="training runs at once, one torch thread each")
+    p.add_argument("--runs", default=None, help="folder of the training runs (default: runs/reproduce)")
+    p.add_argument("--out", default=None, help="report folder (default: docs/reproduction/FIGURE for the full budget)")
+    p.add_argument("--report-only", action="store_true", help="redraw the report from the report folder, train nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    threads(p)
+    p.set_defaults(func=run_reproduce)
+
     p = sub.add_parser("doctor", help="check this installation: torch, solvers, models, ROS 2, Crazyflie radio")
     p.set_defaults(func=run_doctor)
     return parser
+
+
+def _fig3_methods():
+    from lgtc_ros.reproduce import FIG3
+
+    return FIG3
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,78 @@
+"""`lgtc reproduce` on the small budget: it trains every run once, evaluates each on the same
+episodes, reports mean, std across seeds and the paired comparison, redraws from its folder alone,
+and extends runs to a larger step count by resuming them (not retraining them)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lgtc_ros import reproduce as rep
+from lgtc_ros.cli import main
+
+
+def test_fig3_trains_evaluates_reports_and_extends_by_resuming(tmp_path, capsys):
+    runs, out = tmp_path / "runs", tmp_path / "fig3"
+    argv = ["reproduce", "fig3", "--budget", "small", "--methods", "LGTC-IPPO", "IPPO", "--runs", str(runs),
+            "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    for name in ("lgtc-ippo_s1", "lgtc-ippo_s2", "ippo_s1", "ippo_s2"):
+        assert (runs / "fig3" / name / "policy.pt").exists()
+        assert (out / "logs" / f"{name}_train_log.csv").exists() and (out / "logs" / f"{name}_config.json").exists()
+        meta, returns = rep.read_eval(out / "evals" / f"{name}.csv")
+        assert meta == {"env_steps": 400, "episodes": 4, "seed": rep.EVAL_SEED} and returns.shape == (4,)
+    text = (out / "README.md").read_text()
+    assert "| LGTC-IPPO | 2 (1, 2) | 400 |" in text and "| IPPO | 2 (1, 2) | 400 |" in text
+    assert (out / "fig3.png").stat().st_size > 10_000
+
+    # the numbers in the table are the evaluations': mean over seeds, std across seeds, paired difference
+    res = {r.label: r for r in rep.results(out)}
+    finals = [rep.read_eval(out / "evals" / f"lgtc-ippo_s{s}.csv")[1].mean() for s in (1, 2)]
+    assert res["LGTC-IPPO"].mean == pytest.approx(np.mean(finals))
+    assert res["LGTC-IPPO"].std == pytest.approx(np.std(finals, ddof=1))
+    d, _ = rep.paired(res["IPPO"].episodes, res["LGTC-IPPO"].episodes)
+    assert d == pytest.approx((res["IPPO"].episodes.mean(0) - res["LGTC-IPPO"].episodes.mean(0)).mean())
+    assert f"{d:+.3f}" in text
+
+    # a rerun trains nothing; --report-only draws from the report folder alone (runs deleted)
+    trained = {p: p.stat().st_mtime_ns for p in runs.glob("fig3/*/policy.pt")}
+    assert main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in runs.glob("fig3/*/policy.pt")} == trained
+    # --steps extends by resuming: the log continues (its first rows unchanged), the evaluation follows
+    first = (out / "logs" / "ippo_s1_train_log.csv").read_text().splitlines()
+    assert main([*argv[:5], "IPPO", "--seeds", "1", "--steps", "600", *argv[7:]]) == 0
+    longer = (out / "logs" / "ippo_s1_train_log.csv").read_text().splitlines()
+    assert longer[:len(first)] == first and len(longer) > len(first)
+    assert rep.read_eval(out / "evals" / "ippo_s1.csv")[0]["env_steps"] == 600
+    capsys.readouterr()
+    import shutil
+
+    shutil.rmtree(runs)
+    assert main([*argv, "--report-only"]) == 0
+    assert "| IPPO | 2 (1, 2) | 400-600 |" in capsys.readouterr().out
+
+
+def test_report_only_without_runs_says_what_to_do(tmp_path):
+    with pytest.raises(SystemExit, match="train first"):
+        main(["reproduce", "fig3", "--budget", "small", "--out", str(tmp_path / "empty"), "--report-only", "--quiet"])
+
+
+def test_ratio_interval_covers_the_ratio_and_narrows_with_episodes():
+    rng = np.random.default_rng(0)
+    b = rng.normal(6.0, 1.5, 400)
+    a = 0.9 * b + rng.normal(0, 0.2, 400)
+    r, lo, hi = rep.ratio_ci(a, b)
+    assert lo < r < hi and lo < 0.9 < hi
+    r30, lo30, hi30 = rep.ratio_ci(a[:30], b[:30])
+    assert hi30 - lo30 > hi - lo
+
+
+def test_radius_scenarios_change_only_the_radius(tmp_path):
+    from lgtc_ros.scenario import load_scenario, resolve_scenario
+
+    base = load_scenario(resolve_scenario("paper_10x4"))
+    assert rep.radius_scenario(base.comm_radius, tmp_path) == "paper_10x4"
+    half = load_scenario(resolve_scenario(rep.radius_scenario(0.5, tmp_path)))
+    assert half.comm_radius == 0.5 and half.name == "paper_10x4_c0.5"
+    import dataclasses
+
+    assert dataclasses.replace(half, comm_radius=base.comm_radius, name=base.name, source=base.source) == base
