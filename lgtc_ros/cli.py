@@ -12,6 +12,8 @@
     lgtc export --policy RUN/policy.pt --scenario FILE --out models/NAME.pt
     lgtc sweep  --policy MODEL --policy expert --agents 5 10 20 --consumers 2 4 10 --episodes K --out DIR
                 (Fig. 4: return over team size and over consumer count)
+    lgtc reproduce fig3|fig4|ablations --budget small|full [--jobs J] [--steps N] [--report-only]
+                (the paper's evaluation over seeds: docs/REPRODUCTION.md)
 
 Every command: --threads N (torch/OpenMP threads, default 1, recorded in the summary or config).
 Outputs (lgtc_ros.outputs): nothing existing is written over without --force, the shipped
