@@ -104,7 +104,9 @@ def test_a_killed_agent_stops_its_drone_and_the_others_fly_on_safely(tmp_path):
         spin_for(executor, 1.5)
         os.kill(graph.procs[k_victim].pid, signal.SIGKILL)
         killed = time.monotonic()
-        spin_for(executor, 3.0)
+        # 5 s after the kill (of the 10 s mission): one stall of a shared machine (~1 s seen under load)
+        # then weighs a fifth of the window, not 2/5 of it
+        spin_for(executor, 5.0)
         report = probe.report()
         executor.shutdown()
         probe.destroy_node()
@@ -137,7 +139,7 @@ def test_a_killed_agent_stops_its_drone_and_the_others_fly_on_safely(tmp_path):
     last = probe.last_nominal + scenario.dt
     assert math.isfinite(last) and last < max(s for s, _, _ in probe.safe)
     late = [(s, v) for s, v, _ in probe.safe if s > last + cbf_max_age + 1e-3]
-    assert len(late) >= 35, len(late)                                    # it still gets commands: ~2.7 s at 20 Hz
+    assert len(late) >= 60, len(late)                                    # it still gets commands: ~4.7 s, >= 13 a second
     assert all(math.isfinite(v) for _, v in late)
     assert sum(v < 1e-6 for _, v in late) >= len(late) / 3, late          # mostly stops: hovering in place
     # it moves only to keep out of a neighbour's way: a neighbour within the CBF's reach (~0.64 m
