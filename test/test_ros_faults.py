@@ -101,12 +101,17 @@ def test_a_killed_agent_stops_its_drone_and_the_others_fly_on_safely(tmp_path):
         while not probe.started and time.monotonic() - t0 < 240 and not graph.exited():
             executor.spin_once(timeout_sec=0.1)
         assert probe.started, f"no mission start; exited: {graph.exited()}"
-        spin_for(executor, 1.5)
+        # kill and watch on the mission's own clock (stamps are wall time from its start): on a loaded
+        # machine the probe may hear the latched start seconds late, and the mission ends at 10 s
+        start_s, mission_s = probe.meta["start_epoch_ns"] * 1e-9, scenario.episode_steps * scenario.dt
+        spin_for(executor, max(2.0 - (time.time() - start_s), 0.5))
         os.kill(graph.procs[k_victim].pid, signal.SIGKILL)
         killed = time.monotonic()
-        # 5 s after the kill (of the 10 s mission): one stall of a shared machine (~1 s seen under load)
-        # then weighs a fifth of the window, not 2/5 of it
-        spin_for(executor, 5.0)
+        # up to 5 s after the kill: one stall of a shared machine (~1 s seen under load) then weighs a
+        # fifth of the window
+        window = min(5.0, mission_s - 0.5 - (time.time() - start_s))
+        assert window >= 2.0, f"the probe heard the mission start {time.time() - start_s - 0.5:.1f} s into it"
+        spin_for(executor, window)
         report = probe.report()
         executor.shutdown()
         probe.destroy_node()
@@ -139,7 +144,7 @@ def test_a_killed_agent_stops_its_drone_and_the_others_fly_on_safely(tmp_path):
     last = probe.last_nominal + scenario.dt
     assert math.isfinite(last) and last < max(s for s, _, _ in probe.safe)
     late = [(s, v) for s, v, _ in probe.safe if s > last + cbf_max_age + 1e-3]
-    assert len(late) >= 60, len(late)                                    # it still gets commands: ~4.7 s, >= 13 a second
+    assert len(late) >= 13 * (window - 0.3), (window, len(late))          # it still gets commands, >= 13 a second
     assert all(math.isfinite(v) for _, v in late)
     assert sum(v < 1e-6 for _, v in late) >= len(late) / 3, late          # mostly stops: hovering in place
     # it moves only to keep out of a neighbour's way: a neighbour within the CBF's reach (~0.64 m
