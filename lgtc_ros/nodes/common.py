@@ -23,6 +23,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension, MultiArrayLayout
 
 from lgtc_ros.comm import FloatArray, default_names
@@ -134,9 +135,9 @@ def stamp_s(header) -> float:
 # ---------------------------------------------------------------- running a node
 
 def guarded(node: Node, callback: Callable[..., None]) -> Callable[..., None]:
-    """`callback` for a timer or subscription that never acts on a dead context: Ctrl-C shuts the
-    context down from a signal handler, possibly while the callback runs; its publish would then
-    raise. Errors while the context is alive still raise."""
+    """`callback` for a timer or subscription that never acts on a dead context: whoever shuts it
+    down from another thread (a test, an embedding program) may do so while the callback runs; its
+    publish would then raise. Errors while the context is alive still raise."""
     context = node.context
 
     def run_guarded(*args) -> None:
@@ -157,7 +158,10 @@ def run(make_node: Callable[[], Node], name: str, args=None) -> None:
     remember_signals()
     log = rclpy.logging.get_logger(name)
     try:
-        rclpy.init(args=args)
+        # no rclpy signal handlers: theirs shut the context down from their own thread, which raced
+        # the main thread's destroy_node (a CBF node hung in it at SIGTERM); ours only sets a flag
+        # the spin loop reads, so the whole stop runs on one thread
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except Exception as exc:  # e.g. a parameter file that does not parse
         log.fatal(f"cannot start: {str(exc).splitlines()[0]}")
         sys.exit(2)
@@ -166,8 +170,8 @@ def run(make_node: Callable[[], Node], name: str, args=None) -> None:
         node = make_node()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        # checks our own flag too: a stop asked for while starting is honoured, not lost, and the
-        # node stops within 0.1 s even if a signal reaches it while rclpy's handler is not in place
+        # our flag is the stop (rclpy installs no handler): asked for while starting, it is honoured
+        # at the first turn; while spinning, within the 0.1 s wait
         while rclpy.ok() and not stop_requested():
             executor.spin_once(timeout_sec=0.1)
     except (StartupError, ParameterException) as exc:

@@ -9,12 +9,12 @@ Two phases:
   the node finishes building (reading its model: well under a second, the imports are done), and
   the spin loop stops at its next turn and releases the DDS participant. Never an exception
   raised from the handler: a KeyboardInterrupt that lands while C++ (torch, pybind11) calls back
-  into Python aborts the process, and rclpy's own handlers would otherwise call Python's default
-  one, which raises KeyboardInterrupt wherever the main thread is (inside `destroy_node`, say).
+  into Python aborts the process.
 
-The handler is installed once, before `rclpy.init` (which chains its own handler to it); a phase
-change only changes what it does. Nothing else is imported here, so the console scripts can call
-it before any heavy import.
+The handler is installed once, before `rclpy.init`, and stays the only one: `nodes.common.run`
+asks rclpy for none (rclpy's own shut the context down from a thread of theirs, racing the main
+thread's `destroy_node`: a node hung there at SIGTERM). A phase change only changes what it
+does. Nothing else is imported here, so the console scripts can call it before any heavy import.
 """
 import os
 import signal
