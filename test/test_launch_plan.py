@@ -167,3 +167,20 @@ def test_a_node_that_ignores_the_stop_is_aborted_and_its_log_shows_where_it_hung
     assert graph.stop(signal.SIGINT, timeout_s=0.5) == {"/cf1/lgtc_agent": None}
     assert proc.returncode == -signal.SIGABRT
     assert "stuck_here" in graph.log(spec)
+
+
+def test_the_known_teardown_hang_is_told_apart_from_other_hangs():
+    """A node aborted at the stop deadline counts as the known Fast DDS teardown hang only when its
+    stack (written by the fault handler; this one is from a stress run) runs from `run` into rclpy's
+    teardown; stuck while spinning, or with no stack at all, it is a failure like any other."""
+    from lgtc_ros.graph_processes import aborted_in_teardown, unclean_exits
+
+    log = (Path(__file__).parent / "data" / "teardown_hang.log").read_text()
+    assert aborted_in_teardown(log)
+    spinning = log.replace("line 1965 in destroy_node", "line 300 in spin_once")
+    assert not aborted_in_teardown(spinning)
+    assert not aborted_in_teardown(log.replace("common.py\", line 189 in run", "agent_node.py\", line 30 in tick"))
+    assert not aborted_in_teardown("[INFO] waiting for the first pose message\n")
+    with pytest.warns(RuntimeWarning, match="teardown hang"):
+        bad = unclean_exits({"/a": None, "/b": None, "/c": 0, "/d": 1}, {"/a": log, "/b": spinning})
+    assert bad == {"/b": None, "/d": 1}

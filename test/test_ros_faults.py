@@ -30,7 +30,7 @@ from rclpy.parameter import Parameter
 from std_msgs.msg import Float64MultiArray
 
 from lgtc_ros import comm
-from lgtc_ros.graph_processes import start
+from lgtc_ros.graph_processes import start, unclean_exits
 from lgtc_ros.launch_plan import sim_graph
 from lgtc_ros.nodes.common import LATEST, TAKE_LATEST, stamp_s
 from lgtc_ros.nodes.probe import GraphProbe
@@ -164,7 +164,7 @@ def test_a_killed_agent_stops_its_drone_and_the_others_fly_on_safely(tmp_path):
     first = min(t for s, v, t in probe.safe if s > last + cbf_max_age + 1e-3)
     assert first - killed < cbf_max_age + 0.3, first - killed
     assert codes[specs[k_victim].full_name] == -signal.SIGKILL
-    bad = {n: c for n, c in codes.items() if c != 0 and n != specs[k_victim].full_name}
+    bad = unclean_exits({n: c for n, c in codes.items() if n != specs[k_victim].full_name}, logs)
     assert not bad, {n: (c, logs[n][-4000:]) for n, c in bad.items()}
     for node, log in logs.items():
         assert "Traceback" not in log, f"{node}:\n{log[-3000:]}"

@@ -158,9 +158,9 @@ def run(make_node: Callable[[], Node], name: str, args=None) -> None:
     remember_signals()
     log = rclpy.logging.get_logger(name)
     try:
-        # no rclpy signal handlers: theirs shut the context down from their own thread, which raced
-        # the main thread's destroy_node (a CBF node hung in it at SIGTERM); ours only sets a flag
-        # the spin loop reads, so the whole stop runs on one thread
+        # no rclpy signal handlers: theirs shut the context down from their own thread, concurrently
+        # with the main thread's teardown; ours only sets a flag the spin loop reads, so the whole
+        # stop runs on one thread, in one order
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except Exception as exc:  # e.g. a parameter file that does not parse
         log.fatal(f"cannot start: {str(exc).splitlines()[0]}")

@@ -12,9 +12,8 @@ Two phases:
   into Python aborts the process.
 
 The handler is installed once, before `rclpy.init`, and stays the only one: `nodes.common.run`
-asks rclpy for none (rclpy's own shut the context down from a thread of theirs, racing the main
-thread's `destroy_node`: a node hung there at SIGTERM). A phase change only changes what it
-does. Nothing else is imported here, so the console scripts can call it before any heavy import.
+asks rclpy for none (rclpy's own shut the context down from a thread of theirs, concurrently
+with the main thread's teardown). A phase change only changes what it does. Nothing else is imported here, so the console scripts can call it before any heavy import.
 """
 import os
 import signal
