@@ -817,10 +817,12 @@ def run_reproduce(args) -> int:
     with Lock(report_dir), _reproduce_errors():
         if args.figure == "fig3":
             methods = [m for m in rep.FIG3 if not args.methods or m.label in args.methods]
-            if not args.report_only:
-                runs = rep.fig3_runs(budget, methods, args.seeds, args.steps)
-                rep.run_all([(r, runs_root / "fig3") for r in runs], report_dir, budget.eval_episodes, args.jobs, log)
-            text = rep.fig3_report(report_dir, methods, command)
+            runs = rep.fig3_runs(budget, methods, args.seeds, args.steps)
+            rep.run_all([(r, runs_root / "fig3") for r in runs], report_dir, budget.eval_episodes, args.jobs, log,
+                        train_missing=not args.report_only)
+            # the report covers every run the folder holds, whichever subset this call trained
+            text = rep.fig3_report(report_dir, rep.FIG3, f"lgtc reproduce fig3 --budget {args.budget}"
+                                   + (f" --steps {args.steps}" if args.steps else ""))
         elif args.figure == "fig4":
             text = rep.fig4(budget, report_dir, Path.cwd(), command=command, log=log)
         else:
@@ -1019,7 +1021,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=_int_at_least(1), default=1, help="training runs at once, one torch thread each")
     p.add_argument("--runs", default=None, help="folder of the training runs (default: runs/reproduce)")
     p.add_argument("--out", default=None, help="report folder (default: docs/reproduction/FIGURE for the full budget)")
-    p.add_argument("--report-only", action="store_true", help="redraw the report from the report folder, train nothing")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: collect the runs that have finished and redraw the report")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     threads(p)
     p.set_defaults(func=run_reproduce)

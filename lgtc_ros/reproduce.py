@@ -4,7 +4,8 @@ Every figure is a list of training runs and evaluations, then a report. Training
 `runs/reproduce/<figure>/<run>` (large, never committed); what the report needs is copied into
 the report folder (`docs/reproduction/<figure>` by default, committed): each run's training log
 and config, and the per-episode returns of its final policy. The report is drawn from that
-folder alone, so a figure regenerates without retraining (`--report-only`).
+folder alone, so a figure regenerates without retraining (`--report-only`: trains nothing,
+collects the runs that have finished, redraws).
 
 A rerun skips what is done and resumes what was interrupted: trainers checkpoint, and the PPO
 trainers resume to the bit (no learning-rate schedule by default), so a run extended from
@@ -15,8 +16,8 @@ common step count first).
 Settings:
 - the PPO family (LGTC-IPPO, IPPO, MOMAPPO) trains with the fast recipe (docs/training/README.md:
   minibatch 256, learning rate 8e-4, bf16), the same for all three; the hierarchical peer with
-  its own defaults; VDN and QMIX with 1 gradient step per 8 vector steps (`update_every=8`, as
-  shipped: the paper's 1:1 ratio is ~3.6 h per run on one core here);
+  its own defaults; VDN and QMIX at the paper's update ratio, one gradient step per (vector)
+  environment step (`update_every=1`: ~2 h per run on one core here, 8x the shipped runs');
 - every final policy is evaluated on the same episodes (`paper_10x4`, seed 1000), so methods
   compare pairwise episode by episode.
 """
@@ -61,8 +62,8 @@ FIG3 = (
     Method("IPPO", "ippo", RECIPE),
     Method("MOMAPPO", "momappo", RECIPE),
     Method("HRL", "hrl-grouping"),
-    Method("VDN", "vdn", ("update_every=8",)),
-    Method("QMIX", "qmix", ("update_every=8",)),
+    Method("VDN", "vdn", ("update_every=1",)),
+    Method("QMIX", "qmix", ("update_every=1",)),
 )
 OFF_POLICY = ("vdn", "qmix")  # no resume: a run either finished or starts over
 
@@ -77,13 +78,15 @@ class Budget:
     fig4_agents: tuple[int, ...]
     fig4_consumers: tuple[int, ...]
     discharge_seeds: int
+    discharge_episode_s: float | None = None
+    """None: the mission's own length (120 s); the small budget stops a few seconds after the event."""
     settings: tuple[str, ...] = ()
     """Extra trainer settings (the small budget shrinks the rollout so a run takes seconds)."""
 
 
 BUDGETS = {
     "small": Budget(steps=400, seeds=(1, 2), off_policy_seeds=(1,), eval_episodes=4, fig4_episodes=2,
-                    fig4_agents=(5, 10), fig4_consumers=(2, 4), discharge_seeds=2,
+                    fig4_agents=(5, 10), fig4_consumers=(2, 4), discharge_seeds=2, discharge_episode_s=53.0,
                     settings=("num_envs=4", "num_steps=50", "minibatch_size=50")),
     "full": Budget(steps=1_024_000, seeds=(1, 2, 3, 4), off_policy_seeds=(1, 2), eval_episodes=100,
                    fig4_episodes=30, fig4_agents=(5, 10, 20, 30, 50, 100), fig4_consumers=(2, 4, 6, 8, 10),
@@ -129,8 +132,7 @@ def train(run: Run, runs_dir: Path, log: Callable[[str], None] = print) -> Path:
     """Train `run` into `runs_dir/run.name` unless done: a finished run of at least `run.steps` is
     kept, an interrupted or shorter PPO-family run resumes, an unfinished off-policy run restarts."""
     folder = runs_dir / run.name
-    done = (folder / "policy.pt").exists() and trained_steps(folder) >= run.steps
-    if done:
+    if finished(run, runs_dir):
         return folder
     resumable = run.method.algo not in OFF_POLICY and (folder / "checkpoint.pt").exists()
     cmd = run.train_command(folder, resume=resumable)
@@ -205,19 +207,27 @@ def fig3_runs(budget: Budget, methods: Sequence[Method] = FIG3, seeds: Sequence[
     return runs
 
 
+def finished(run: Run, runs_dir: Path) -> bool:
+    folder = runs_dir / run.name
+    return (folder / "policy.pt").exists() and trained_steps(folder) >= run.steps
+
+
 def run_all(runs: Sequence[tuple[Run, Path]], report_dir: Path, episodes: int, jobs: int = 1,
-            log: Callable[[str], None] = print) -> None:
-    """Train each (run, runs folder), up to `jobs` at once (one torch thread each), and collect it."""
+            log: Callable[[str], None] = print, train_missing: bool = True) -> None:
+    """Train each (run, runs folder), up to `jobs` at once (one torch thread each), and collect it.
+    Without `train_missing`, only the runs that have finished are collected (the others skipped)."""
+    if not train_missing:
+        runs = [(r, d) for r, d in runs if finished(r, d)]
     total = len(runs)
-    finished = 0
+    done = 0
 
     def one(item: tuple[Run, Path]) -> None:
-        nonlocal finished
+        nonlocal done
         run, runs_dir = item
         folder = train(run, runs_dir, log)
         collect(run, folder, report_dir, episodes)
-        finished += 1
-        log(f"[{finished}/{total}] {run.method.label} seed {run.seed}: collected")
+        done += 1
+        log(f"[{done}/{total}] {run.method.label} seed {run.seed}: collected")
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for f in [pool.submit(one, r) for r in runs]:
@@ -505,32 +515,38 @@ def ablations(budget: Budget, runs_root: Path, report_dir: Path, root: Path,
     where = {base.name: runs_root / "fig3"}  # the baseline is Fig. 3's first LGTC-IPPO run
     todo = [(base, runs_root / "fig3"), (alpha0, runs_root / "ablations")]
     todo += [(r, runs_root / "ablations") for r in radius.values() if r is not base]
-    if not report_only:
-        run_all(todo, report_dir, budget.eval_episodes, jobs, log)
+    run_all(todo, report_dir, budget.eval_episodes, jobs, log, train_missing=not report_only)
     for r, d in todo:
         where[r.name] = d
+    # a report of what has finished: each section says what it still lacks
+    have = {r.name for r, _ in todo if (report_dir / "evals" / f"{r.name}.csv").exists()}
     logs = {r.name: report_dir / "logs" / f"{r.name}_train_log.csv" for r, _ in todo}
-    missing = [n for n, p in logs.items() if not p.exists()]
-    if missing:
-        raise FileNotFoundError(f"{report_dir}/logs lacks {', '.join(missing)}: train first (without --report-only)")
+    local = {r.name for r, d in todo if finished(r, d)}  # its policy is here to study
+
+    def lacking(runs: Sequence[Run]) -> str:
+        names = [r.name for r in runs if r.name not in have]
+        return f"\n_Not trained yet: {', '.join(names)} (`lgtc reproduce ablations` trains them)._\n" if names else ""
+
     sections = [f"# Ablations ({SCENARIO}, seed {ABLATION_SEED})\n"]
     if command:
         sections.append(f"`{command}`\n")
 
     # contractivity penalty off
-    _curve_plot({"alpha = 1 (paper)": logs[base.name], "alpha = 0": logs[alpha0.name]}, "contraction_min",
-                "contraction rate c (min over the batch)", report_dir / "alpha_contraction.png", hline=0.0)
-    _curve_plot({"alpha = 1 (paper)": logs[base.name], "alpha = 0": logs[alpha0.name]}, "episode_return",
-                "per-agent episode return (training)", report_dir / "alpha_return.png")
+    pair = [(label, run) for label, run in (("alpha = 1 (paper)", base), ("alpha = 0", alpha0)) if run.name in have]
+    if pair:
+        _curve_plot({label: logs[run.name] for label, run in pair}, "contraction_min",
+                    "contraction rate c (min over the batch)", report_dir / "alpha_contraction.png", hline=0.0)
+        _curve_plot({label: logs[run.name] for label, run in pair}, "episode_return",
+                    "per-agent episode return (training)", report_dir / "alpha_return.png")
     scenario = load_scenario(resolve_scenario(SCENARIO))
     rows = ["| | final return (eval) | min contraction rate over training | max abs state | share of state entries "
             "outside [-1, 1] |", "|---|---|---|---|---|"]
     state_path = report_dir / "alpha_states.json"
     states = _read_json(state_path)
-    for label, run in (("alpha = 1 (paper)", base), ("alpha = 0", alpha0)):
+    for label, run in pair:
         meta, rets = read_eval(report_dir / "evals" / f"{run.name}.csv")
         key = f"{run.name}@{meta['env_steps']}"
-        if key not in states and not report_only:
+        if key not in states and run.name in local:
             states[key] = studies.state_range(where[run.name] / run.name / "policy.pt", scenario, 10, EVAL_SEED)
             _write_atomic(state_path, _dumps(states))
         st = states.get(key, {})
@@ -538,20 +554,21 @@ def ablations(budget: Budget, runs_root: Path, report_dir: Path, root: Path,
             c_min = min(float(r["contraction_min"]) for r in csv.DictReader(fh))
         rows.append(f"| {label} | {rets.mean():.3f} ± {rets.std():.3f} | {c_min:.3f} | "
                     f"{st.get('max_abs_x', float('nan')):.3f} | {100 * st.get('frac_abs_gt_1', float('nan')):.2f} % |")
-    sections.append("## Contractivity penalty off (alpha = 0)\n\n" + "\n".join(rows)
-                    + "\n\n![contraction](alpha_contraction.png) ![return](alpha_return.png)\n")
+    sections.append("## Contractivity penalty off (alpha = 0)\n\nThe state is read over 10 evaluation episodes "
+                    f"(seed {EVAL_SEED}).\n\n" + "\n".join(rows) + "\n" + lacking([base, alpha0])
+                    + ("\n![contraction](alpha_contraction.png) ![return](alpha_return.png)\n" if pair else ""))
 
     # communication radius: every trained model at every radius
     matrix_path = report_dir / "radius.csv"
     cells = {(r["trained"], r["evaluated"]): r for r in _read_csv(matrix_path)}
     for c_train, run in radius.items():
+        if run.name not in have or run.name not in local:
+            continue
         meta, _ = read_eval(report_dir / "evals" / f"{run.name}.csv")
         for c_eval in RADII:
             key = (f"{c_train:g}", f"{c_eval:g}")
             if key in cells and int(cells[key]["env_steps"]) == meta["env_steps"] \
                     and int(cells[key]["episodes"]) == budget.eval_episodes:
-                continue
-            if report_only:
                 continue
             sc = load_scenario(resolve_scenario(radius_scenario(c_eval, report_dir / "scenarios")))
             rets = rollout(sc, LearnedPolicy.load(where[run.name] / run.name / "policy.pt", sc),
@@ -568,17 +585,18 @@ def ablations(budget: Budget, runs_root: Path, report_dir: Path, root: Path,
                                                      for v in vals) + " |")
     sections.append("## Communication radius C\n\nPer-agent return, "
                     f"{budget.eval_episodes} episodes (seed {EVAL_SEED}); the diagonal is trained and flown at "
-                    "the same C.\n\n" + "\n".join(rows) + "\n")
+                    "the same C.\n\n" + "\n".join(rows) + "\n" + lacking(list(radius.values())))
 
     # the discharge mission over seeds
     disc_path = report_dir / "discharge.json"
     disc = [{**r, "reallocation_s": math.nan if r["reallocation_s"] is None else r["reallocation_s"]}
             for r in _read_json(disc_path).get("rows", [])]
-    if len({r["seed"] for r in disc}) != budget.discharge_seeds and not report_only:
+    if len({r["seed"] for r in disc}) != budget.discharge_seeds:  # no training: cheap enough for --report-only
         sc = load_scenario(resolve_scenario("discharge_5x3"))
         disc = studies.discharge_distribution(
             sc, {"LGTC-IPPO": str(root / "models/lgtc_discharge_5x3.pt"), "expert": "expert"},
-            list(range(budget.discharge_seeds)), progress=lambda done, total, row: log(f"discharge: {done}/{total}"))
+            list(range(budget.discharge_seeds)), episode_s=budget.discharge_episode_s,
+            progress=lambda done, total, row: log(f"discharge: {done}/{total}"))
         _write_atomic(disc_path, _dumps({"rows": disc}))
     if disc:
         studies.discharge_plot(disc, report_dir / "discharge.png")

@@ -76,3 +76,30 @@ def test_radius_scenarios_change_only_the_radius(tmp_path):
     import dataclasses
 
     assert dataclasses.replace(half, comm_radius=base.comm_radius, name=base.name, source=base.source) == base
+
+
+def test_ablations_train_evaluate_and_report_each_study(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "abl"
+    argv = ["reproduce", "ablations", "--budget", "small", "--runs", str(runs), "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    # the baseline is Fig. 3's first LGTC-IPPO run; alpha = 0 and the two other radii are their own runs
+    assert (runs / "fig3" / "lgtc-ippo_s1" / "policy.pt").exists()
+    for name in ("lgtc-ippo-alpha0_s1", "lgtc-ippo-c0.5_s1", "lgtc-ippo-c2_s1"):
+        assert (runs / "ablations" / name / "policy.pt").exists() and (out / "evals" / f"{name}.csv").exists()
+    config = (out / "logs" / "lgtc-ippo-alpha0_s1_config.json").read_text()
+    assert '"alpha": 0.0' in config
+    assert "paper_10x4_c0.5.yaml" in (out / "logs" / "lgtc-ippo-c0.5_s1_config.json").read_text()
+    cells = rep._read_csv(out / "radius.csv")
+    assert {(c["trained"], c["evaluated"]) for c in cells} == {(a, b) for a in ("0.5", "1", "2") for b in ("0.5", "1", "2")}
+    states = rep._read_json(out / "alpha_states.json")
+    assert len(states) == 2 and all(0 <= s["frac_abs_gt_1"] <= 1 for s in states.values())
+    disc = rep._read_json(out / "discharge.json")["rows"]
+    assert sorted((r["policy"], r["seed"]) for r in disc) == [("LGTC-IPPO", 0), ("LGTC-IPPO", 1), ("expert", 0), ("expert", 1)]
+    text = (out / "README.md").read_text()
+    for section in ("## Contractivity penalty off", "## Communication radius C", "## The discharge mission over seeds"):
+        assert section in text
+    assert "Not trained yet" not in text and "—" not in text.split("## Communication radius C")[1].split("##")[0]
+    # redrawn from the folder: the same report, nothing recomputed
+    stamp = (out / "radius.csv").stat().st_mtime_ns
+    assert main([*argv, "--report-only"]) == 0
+    assert (out / "radius.csv").stat().st_mtime_ns == stamp and (out / "README.md").read_text() == text
