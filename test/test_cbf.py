@@ -277,3 +277,37 @@ def test_bench_rows():
                                                           ("centralized", "swarm"), ("centralized", "random")]
     assert rows[0]["agents"] == 1 and rows[0]["neighbours"] == 10 and rows[2]["agents"] == 50
     assert all(r["p99_ms"] >= r["p50_ms"] > 0 and r["ratio"] > 0 and r["fallbacks"] == 0 for r in rows)
+
+
+def test_a_ctrl_c_that_osqp_caught_during_a_solve_reaches_the_process(monkeypatch):
+    """OSQP has its own SIGINT handler while it solves and returns status OSQP_SIGINT; the signal
+    is handed back (a CBF node had swallowed Ctrl-C and kept spinning)."""
+    import signal
+    import types
+
+    import scipy.sparse as sp
+
+    from lgtc_ros.safety.cbf import DEFAULT_OSQP_SETTINGS, _Qp
+
+    qp = _Qp(sp.csc_matrix(np.eye(2)), dict(DEFAULT_OSQP_SETTINGS), fast_path=True)
+    assert qp._ext is not None
+    interrupted = types.SimpleNamespace(
+        update_data_vec=lambda **k: None, update_data_mat=lambda **k: None, solve=lambda: None,
+        info=types.SimpleNamespace(status_val=int(osqp.SolverStatus.OSQP_SIGINT)),
+        solution=types.SimpleNamespace(x=np.zeros(3)))
+    qp._ext = interrupted
+    got = []
+    previous = signal.signal(signal.SIGINT, lambda *_: got.append("SIGINT"))
+    try:
+        x, status = qp.solve()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert x is None and status == int(osqp.SolverStatus.OSQP_SIGINT) and got == ["SIGINT"]
+    qp._ext = None                        # a normal solve hands nothing back
+    got.clear()
+    previous = signal.signal(signal.SIGINT, lambda *_: got.append("SIGINT"))
+    try:
+        x, status = qp.solve()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert x is not None and got == []

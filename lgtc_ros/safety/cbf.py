@@ -75,6 +75,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import signal
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -89,6 +90,7 @@ INF = 1e30  # OSQP_INFTY: OSQP treats bounds at or beyond it as infinite
 _SOLVED = int(osqp.SolverStatus.OSQP_SOLVED)
 _INFEASIBLE = {int(osqp.SolverStatus.OSQP_PRIMAL_INFEASIBLE),
                int(osqp.SolverStatus.OSQP_PRIMAL_INFEASIBLE_INACCURATE)}
+_INTERRUPTED = int(osqp.SolverStatus.OSQP_SIGINT)
 _EXCEPTION = -100  # our status for "OSQP raised or returned a non-finite solution"
 _MIN_DIST = 1e-9  # closer than this the pair normal is undefined: treated as infeasible
 GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))  # pseudo-normal of a coincident pair: agent_index × this
@@ -213,6 +215,11 @@ class _Qp:
         except (osqp.OSQPException, ValueError, RuntimeError) as exc:  # numerical: never raise
             logger.debug("OSQP raised %r", exc)  # counted and logged (rate-limited) by the filter
             x, status = None, _EXCEPTION
+        if status == _INTERRUPTED:
+            # OSQP has a SIGINT handler of its own in place while it solves, and returns: the Ctrl-C
+            # was the process's (a node's stop, `lgtc sim`'s interrupt), so hand it back; swallowed,
+            # a CBF node kept spinning after Ctrl-C
+            signal.raise_signal(signal.SIGINT)
         if x is not None and math.isfinite(x.sum()):
             return x[: self._n], status
         # a stalled iterate (e.g. duals diverging in a jam) is a bad warm start for the next call
