@@ -821,8 +821,11 @@ def run_reproduce(args) -> int:
             rep.run_all([(r, runs_root / "fig3") for r in runs], report_dir, budget.eval_episodes, args.jobs, log,
                         train_missing=not args.report_only)
             # the report covers every run the folder holds, whichever subset this call trained
+            # and names the step count its runs reached, however this call was invoked
+            steps = {s for r in rep.results(report_dir) for s in r.env_steps}
+            step = steps.pop() if len(steps) == 1 else None
             text = rep.fig3_report(report_dir, rep.FIG3, f"lgtc reproduce fig3 --budget {args.budget}"
-                                   + (f" --steps {args.steps}" if args.steps else ""))
+                                   + (f" --steps {step}" if step not in (None, budget.steps) else ""))
         elif args.figure == "fig4":
             text = rep.fig4(budget, report_dir, Path.cwd(), command=command, log=log)
         else:

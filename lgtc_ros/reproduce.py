@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -121,9 +122,11 @@ class Run:
 def trained_steps(folder: Path) -> int:
     """Env-steps in a run's log (0: none)."""
     log = folder / "train_log.csv"
-    if not log.exists():
-        return 0
-    with log.open() as fh:
+    return trained_steps_of(log) if log.exists() else 0
+
+
+def trained_steps_of(log_path: Path) -> int:
+    with log_path.open() as fh:
         rows = list(csv.DictReader(fh))
     return int(float(rows[-1]["env_steps"])) if rows else 0
 
@@ -321,7 +324,8 @@ def fig3_plot(report_dir: Path, res: list[MethodResult], methods: Sequence[Metho
     fig, ax = plt.subplots(figsize=(8, 5))
     for r in res:
         curves = np.stack([smoothed_curve(p, grid) for p in logs[r.label]])
-        with np.errstate(all="ignore"), _quiet():
+        with warnings.catch_warnings():  # an all-NaN column: a grid point past a shorter run's end
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
         line, = ax.plot(grid, mean, lw=2, label=f"{r.label} ({len(r.seeds)} seeds)")
         ax.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.2)
@@ -333,26 +337,6 @@ def fig3_plot(report_dir: Path, res: list[MethodResult], methods: Sequence[Metho
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def trained_steps_of(log_path: Path) -> int:
-    with log_path.open() as fh:
-        rows = list(csv.DictReader(fh))
-    return int(float(rows[-1]["env_steps"])) if rows else 0
-
-
-class _quiet:
-    """No RuntimeWarning for an all-NaN column (a grid point past a shorter run's end)."""
-
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        self._w.__exit__(*exc)
 
 
 def fig3_report(report_dir: Path, methods: Sequence[Method] = FIG3, command: str = "") -> str:
