@@ -215,10 +215,21 @@ def finished(run: Run, runs_dir: Path) -> bool:
     return (folder / "policy.pt").exists() and trained_steps(folder) >= run.steps
 
 
+def collected(run: Run, report_dir: Path, episodes: int) -> bool:
+    evals = report_dir / "evals" / f"{run.name}.csv"
+    if not evals.exists() or not (report_dir / "logs" / f"{run.name}_train_log.csv").exists():
+        return False
+    meta = _eval_meta(evals)
+    return meta["env_steps"] >= run.steps and meta["episodes"] == episodes and meta["seed"] == EVAL_SEED
+
+
 def run_all(runs: Sequence[tuple[Run, Path]], report_dir: Path, episodes: int, jobs: int = 1,
             log: Callable[[str], None] = print, train_missing: bool = True) -> None:
     """Train each (run, runs folder), up to `jobs` at once (one torch thread each), and collect it.
     Without `train_missing`, only the runs that have finished are collected (the others skipped)."""
+    # a run the report folder already holds, evaluated at its step count or beyond, is done even
+    # where its training folder is gone (a fresh clone: the folder is in git, the runs are not)
+    runs = [(r, d) for r, d in runs if not collected(r, report_dir, episodes)]
     if not train_missing:
         runs = [(r, d) for r, d in runs if finished(r, d)]
     total = len(runs)

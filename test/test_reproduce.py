@@ -47,6 +47,7 @@ def test_fig3_trains_evaluates_reports_and_extends_by_resuming(tmp_path, capsys)
     import shutil
 
     shutil.rmtree(runs)
+    assert main(argv) == 0 and not runs.exists()  # a fresh clone: the report folder says they are done
     assert main([*argv, "--report-only"]) == 0
     assert "| IPPO | 2 (1, 2) | 400-600 |" in capsys.readouterr().out
 
