@@ -611,17 +611,9 @@ def _read_json(path: Path) -> dict:
 def _dumps(data) -> str:
     import json
 
-    # NaN (never re-served) as null: strict JSON readers take it; read back as None
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
+    from lgtc_ros.cli import to_json  # NaN (never re-served) as null, as every JSON lgtc writes
 
-    return json.dumps(clean(data), indent=2, sort_keys=True) + "\n"
+    return json.dumps(json.loads(to_json(data)), indent=2, sort_keys=True) + "\n"
 
 
 def _read_csv(path: Path) -> list[dict]:
