@@ -312,12 +312,15 @@ class World:
         step = (pos_prev - self.pos) * (pos_prev + self.pos).sub_(target, alpha=2.0)
         assign = torch.mv(step.view(-1, 2), k.progress_2).view(inside_target.shape).masked_fill_(
             inside_target, g.assignment_inside)
-        close = (g.collision_distance**2 - pair_dist * pair_dist).clamp_min_(0.0)
-        if all_active and k.collision_inside_comm:  # pairs closer than d_c are neighbours but for i == j
-            close.diagonal(dim1=1, dim2=2).fill_(0.0)
+        close = torch.addcmul(k.collision_d2, pair_dist, pair_dist, value=-1.0).clamp_min_(0.0)
+        if all_active and k.collision_inside_comm:
+            # pairs closer than d_c are neighbours, but for i == j: its term (d_c^2, the distance
+            # being exactly 0) is taken off the sum rather than zeroed in the [B,N,N] matrix
+            collision = torch.addmv(k.collision_self, close.view(-1, close.shape[-1]), k.collision_n)
         else:
             close = close * neighbours
-        collision = torch.mv(close.view(-1, close.shape[-1]), k.collision_n).view(close.shape[:2])
+            collision = torch.mv(close.view(-1, close.shape[-1]), k.collision_n)
+        collision = collision.view(close.shape[:2])
         if bool(completed.any()):
             earned = (self.contributed & completed[:, None, :]).any(-1) * g.subteam_completion
         else:
@@ -492,6 +495,8 @@ class _Masks:
     ones_mr: Tensor
     progress_2: Tensor      # [2] the gain of rw_id's progress
     collision_n: Tensor     # [N] -gain of the collision term
+    collision_d2: Tensor    # [] d_c^2
+    collision_self: Tensor  # [B*N] gain * d_c^2: the i == j term the sum over j takes off
     collision_inside_comm: bool  # d_c < C: every pair closer than d_c is a neighbour (but i == j)
     # scratch, overwritten every step (nothing `step` returns aliases them)
     sums_r: Tensor          # [B*(M+1), r]
@@ -515,6 +520,8 @@ class _Masks:
             ones_r=torch.ones(r, device=dev), ones_mr=torch.ones(m * r, device=dev),
             progress_2=torch.full((2,), s.rewards.assignment_progress, device=dev),
             collision_n=torch.full((n,), -s.rewards.collision, device=dev),
+            collision_d2=torch.tensor(s.rewards.collision_distance**2, device=dev),
+            collision_self=torch.full((b * n,), s.rewards.collision * s.rewards.collision_distance**2, device=dev),
             collision_inside_comm=s.rewards.collision_distance < s.comm_radius * (1 - 1e-6),
             sums_r=torch.zeros(b * (m + 1), r, device=dev), sums_1=torch.zeros(b * (m + 1), device=dev),
             need_pad=torch.zeros(b, m + 1, r, device=dev), wanted_pad=torch.zeros(b, m + 1, r, device=dev),
