@@ -293,24 +293,35 @@ def _build_scip(problem: AssignmentProblem, cost: np.ndarray):
     The mismatch becomes a sum of univariate convex terms z_kl >= (de_kl - t_kl)^2, whose
     relaxation is far tighter (and presolves far faster) than SCIP's product
     linearisation of ||de - a^T so||^2; initial tangents and a binary-only square cut
-    tighten it further. Returns (model, a [N][M] vars, [(k, l, t, z)]).
+    tighten it further. A type with a single carrier enters the objective linearly (exact on
+    binaries). Returns (model, a [N][M] vars, [(k, l, t, z)] of the other types).
     """
     import pyscipopt as scip
 
     so, de, w1, n, m = problem.supply, problem.demand, problem.w_mismatch, problem.n_agents, problem.n_consumers
-    model = scip.Model()
-    model.hideOutput()
-    a = [[model.addVar(vtype="B", obj=problem.w_proximity * cost[i, k]) for k in range(m)] for i in range(n)]
-    for i in range(n):
-        model.addCons(scip.quicksum(a[i]) == 1)
-    for k in range(m):
-        model.addCons(scip.quicksum(a[i][k] for i in range(n)) >= 1)
-    terms, offset = [], 0.0
+    linear, offset, mixed = problem.w_proximity * cost, 0.0, []
     for l in range(so.shape[1]) if w1 > 0 else ():
         carriers = np.flatnonzero(so[:, l] > 0)
         if carriers.size == 0:  # nothing of type l can be delivered: constant mismatch
             offset += w1 * float((de[:, l] ** 2).sum())
-            continue
+        elif carriers.size == 1:
+            # one carrier i: (de - so_i a_i)^2 = de^2 + (so_i^2 - 2 de so_i) a_i on a binary, exactly.
+            # Linear, and it must be: as the quadratic below, SCIP with presolve off died of a
+            # floating point exception on such a draw (test_assignment: a type with one carrier)
+            i, so_i = int(carriers[0]), float(so[carriers[0], l])
+            offset += w1 * float((de[:, l] ** 2).sum())
+            linear[i] += w1 * (so_i ** 2 - 2.0 * de[:, l] * so_i)
+        else:
+            mixed.append((l, carriers))
+    model = scip.Model()
+    model.hideOutput()
+    a = [[model.addVar(vtype="B", obj=float(linear[i, k])) for k in range(m)] for i in range(n)]
+    for i in range(n):
+        model.addCons(scip.quicksum(a[i]) == 1)
+    for k in range(m):
+        model.addCons(scip.quicksum(a[i][k] for i in range(n)) >= 1)
+    terms = []
+    for l, carriers in mixed:
         hi = float(so[carriers, l].sum())
         for k in range(m):
             t, z = model.addVar(lb=0.0, ub=hi), model.addVar(lb=0.0, obj=w1)

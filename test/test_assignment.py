@@ -283,3 +283,40 @@ def test_solve_cvxpy_gap_limit_is_passed_to_scip():
     assert exact.status == "optimal"
     assert loose.status in ("optimal", "gap_limit")
     assert loose.objective <= exact.objective * 1.05 + 1e-9
+
+
+# A draw from the expert's re-plans (paper_10x4 at N = 20, seed 3000): type 1 has one carrier.
+# Written as the quadratic of the other types, SCIP (presolve off) died of SIGFPE on it.
+_ONE_CARRIER = dict(
+    agent_pos=[[0.42817509, -0.19347991], [-0.35784286, 0.10596447], [-0.45798391, 0.17073715],
+               [-0.49732307, 0.26635036], [0.48096389, 0.20949465], [0.05956209, -0.09295597],
+               [0.56393313, -0.65172631], [-0.07648601, -0.02302027], [-0.61068499, 0.14111027],
+               [-0.54087579, 0.03584674], [0.36115643, 0.0800175], [-0.06958955, -0.17594916],
+               [-0.42689633, -0.01333592], [0.49322784, 0.03165941]],
+    supply=[[0, 0.36314607, 0, 0], [0, 0, 0, 0.30304939], [0, 0, 0, 0.33916998], [0, 0, 0, 0.34922689],
+            [0, 0, 0.2339256, 0], [0, 0, 0.35609356, 0], [0, 0, 0.38959104, 0], [0, 0, 0.22533493, 0],
+            [0, 0, 0, 0.28450212], [0, 0, 0, 0.23122986], [0, 0, 0.23962766, 0], [0, 0, 0.31068322, 0],
+            [0, 0, 0, 0.36483133], [0, 0, 0.24028611, 0]],
+    consumer_pos=[[-0.02932139, -0.0975565], [0.44994557, 0.12709399], [0.56376791, -0.64888263],
+                  [-0.48860016, 0.1192022]],
+    demand=[[0.38438737, 0, 0.93956172, 0], [0, 0.3604489, 0.89087504, 0], [0, 0.44240147, 0.77213961, 0],
+            [0, 0.2209606, 0, 0.52704221]],
+)
+
+
+def test_a_type_with_one_carrier_is_solved_not_crashed():
+    # in a child process: a solver that dies of a signal must fail this test, not the whole run
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys, numpy as np\nfrom lgtc_ros.assignment import AssignmentProblem, solve, objective\n"
+            "p = AssignmentProblem(**{k: np.array(v) for k, v in json.loads(sys.argv[1]).items()})\n"
+            "r = solve(p, time_limit=30.0, gap_limit=0.0)\nprint(json.dumps([r.status, objective(p, r.assign)]))\n")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(_ONE_CARRIER)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, f"solver process died: exit {out.returncode}\n{out.stderr[-2000:]}"
+    status, value = json.loads(out.stdout.strip().splitlines()[-1])
+    problem = AssignmentProblem(**{k: np.array(v) for k, v in _ONE_CARRIER.items()})
+    assert status == "optimal"
+    assert value == pytest.approx(objective(problem, solve_cvxpy(problem).assign), rel=1e-6)
