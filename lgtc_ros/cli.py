@@ -12,7 +12,7 @@
     lgtc export --policy RUN/policy.pt --scenario FILE --out models/NAME.pt
     lgtc sweep  --policy MODEL --policy expert --agents 5 10 20 --consumers 2 4 10 --episodes K --out DIR
                 (Fig. 4: return over team size and over consumer count)
-    lgtc reproduce fig3|fig4|ablations --budget small|full [--jobs J] [--steps N] [--report-only]
+    lgtc reproduce fig3|fig4|ablations|scaling --budget small|full [--jobs J] [--steps N] [--report-only]
                 (the paper's evaluation over seeds: docs/REPRODUCTION.md)
 
 Every command: --threads N (torch/OpenMP threads, default 1, recorded in the summary or config).
@@ -828,6 +828,8 @@ def run_reproduce(args) -> int:
                                    + (f" --steps {step}" if step not in (None, budget.steps) else ""))
         elif args.figure == "fig4":
             text = rep.fig4(budget, report_dir, Path.cwd(), command=command, log=log)
+        elif args.figure == "scaling":
+            text = rep.scaling(budget, report_dir, Path.cwd(), command=command, log=log)
         else:
             text = rep.ablations(budget, runs_root, report_dir, Path.cwd(), args.jobs, args.steps, command, log,
                                  args.report_only)
@@ -1013,7 +1015,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="the paper's evaluation: Fig. 3 over seeds, Fig. 4, the ablations; "
                        "trains what is missing (resumable), writes a report folder")
-    p.add_argument("figure", choices=["fig3", "fig4", "ablations"])
+    p.add_argument("figure", choices=["fig3", "fig4", "ablations", "scaling"])
     p.add_argument("--budget", choices=["small", "full"], default="full",
                    help="small: seconds-long runs for a smoke test; full: what docs/reproduction reports (default: %(default)s)")
     p.add_argument("--steps", type=_int_at_least(1), default=None,

@@ -433,6 +433,46 @@ def fig4(budget: Budget, report_dir: Path, root: Path, ratio_agents: int = 50, c
     return text
 
 
+# ------------------------------------------------------------------------------------------ scaling
+
+SCALING_SEED = 3000
+
+
+def scaling_cases(root: Path) -> list:
+    """The shipped LGTC-IPPO (trained at N = 10), the same with a radio reaching everyone, the expert."""
+    from lgtc_ros import scaling as sc
+
+    lgtc = _policy_factory(FIG4_POLICIES["lgtc"], root)
+    return [sc.Case("LGTC-IPPO", lgtc), sc.Case("LGTC-IPPO, full radio", lgtc, sc.full_range),
+            sc.Case("expert", _policy_factory("expert", root))]
+
+
+def scaling(budget: Budget, report_dir: Path, root: Path, command: str = "",
+            log: Callable[[str], None] = print) -> str:
+    """Why LGTC-IPPO falls behind the expert as N grows (`lgtc_ros.scaling`): every case at each N
+    of `budget.fig4_agents` (M = 4), `budget.fig4_episodes` episodes, the gap split by reward term."""
+    from lgtc_ros import scaling as sc
+    from lgtc_ros.scenario import load_scenario, resolve_scenario
+
+    base = load_scenario(resolve_scenario(SCENARIO))
+    k = budget.fig4_episodes
+    rows = sc.run(base, scaling_cases(root), budget.fig4_agents, base.n_consumers, k, SCALING_SEED,
+                  progress=lambda text: log(f"scaling: {text}"))
+    report_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(report_dir / "scaling.json", _dumps({"rows": rows}))
+    sc.plot(rows, report_dir / "scaling.png", "LGTC-IPPO",
+            title=f"{SCENARIO} variants, M = {base.n_consumers}, {k} episodes per point")
+    text = (f"# Why LGTC-IPPO falls behind the expert as N grows ({SCENARIO} variants, M = {base.n_consumers})\n\n"
+            + (f"`{command}`\n\n" if command else "")
+            + f"{k} episodes per point (seed {SCALING_SEED}), the same for every policy; LGTC-IPPO is "
+            "`models/lgtc_paper_10x4.pt` (trained at N = 10). The ratio's interval is a paired bootstrap "
+            "over episodes.\n\n![scaling](scaling.png)\n\n" + sc.table(rows) + "\n\n"
+            "## The gap by reward term (expert - LGTC-IPPO, per-agent return)\n\n"
+            + sc.gap_table(rows, "LGTC-IPPO") + "\n")
+    _write_atomic(report_dir / "README.md", text)
+    return text
+
+
 # ---------------------------------------------------------------------------------------- ablations
 
 RADII = (0.5, 1.0, 2.0)
