@@ -64,3 +64,11 @@ def test_reproduce_scaling_small_writes_report_and_plot(tmp_path):
     text = (out / "README.md").read_text()
     assert "LGTC-IPPO, full radio" in text and "| 10 | LGTC-IPPO |" in text
     assert (out / "scaling.png").stat().st_size > 10_000 and (out / "scaling.json").exists()
+
+
+def test_the_50_agent_training_scenario_is_the_sweeps_variant():
+    from lgtc_ros.sweep import variant
+
+    file = load_scenario(resolve_scenario("paper_50x4"))
+    swept = variant(load_scenario(resolve_scenario("paper_10x4")), 50, 4)
+    assert dataclasses.replace(file, name=swept.name, description=swept.description, source=swept.source) == swept
