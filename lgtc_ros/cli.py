@@ -146,20 +146,24 @@ def _scenario(name: str):
         raise SystemExit(f"lgtc: {exc}") from None
 
 
+EXPERTS = ("expert", "expert-cbf", "expert-cbf-centralized")
+"""The centralized expert: as in the paper, through the drones' decentralized CBF, through a centralized one."""
+
+
 def make_policy(name: str, seed: int, scenario=None, any_consumers: bool = False):
-    """`expert`, `random`, or a path to a trained model (exported .pt or a run's policy.pt)."""
+    """An expert (`EXPERTS`), `random`, or a path to a trained model (exported .pt or a run's policy.pt)."""
     from lgtc_ros.evaluate import RandomPolicy
     from lgtc_ros.expert import CentralizedExpert
 
-    if name == "expert":
-        return CentralizedExpert()
+    if name in EXPERTS:
+        return CentralizedExpert.named(name)
     if name == "random":
         return RandomPolicy(seed)
     if Path(name).suffix == ".pt" or Path(name).exists():
         from lgtc_ros.policy.learned import LearnedPolicy
 
         return LearnedPolicy.load(name, scenario, allow_consumer_change=any_consumers)  # ModelError: one line
-    raise SystemExit(f"lgtc: unknown policy '{name}' (use expert, random or a model .pt file)")
+    raise SystemExit(f"lgtc: unknown policy '{name}' (use {', '.join(EXPERTS)}, random or a model .pt file)")
 
 
 def to_json(data) -> str:
@@ -341,6 +345,9 @@ def _run_missions(scenario, args, label, record_dir: Path | None = None):
     config = RuntimeConfig(cbf=args.cbf, radio=RadioConfig(latency_ticks=args.latency, drop_prob=args.drop,
                                                            seed=args.seed))
     config.radio.validate()  # (the parser checks the ranges; this is the runtime's own word)
+    if args.policy in EXPERTS[1:]:
+        raise SystemExit(f"lgtc: --policy {args.policy} with --runtime: the runtime applies its own CBF "
+                         "(--cbf); use --policy expert")
     if args.policy in ("expert", "random"):
         drones, central = None, make_policy(args.policy, args.seed)
     else:
@@ -476,9 +483,9 @@ def run_sweep(args) -> int:
     base = _scenario(args.scenario)
     policies = {}
     for name in args.policy:
-        if name not in ("expert", "random"):  # a model: check it now, not an hour later (ModelError)
+        if name not in (*EXPERTS, "random"):  # a model: check it now, not an hour later (ModelError)
             make_policy(name, args.seed, base, any_consumers=True)
-        label = "expert" if name == "expert" else "random" if name == "random" else Path(name).stem
+        label = name if name in (*EXPERTS, "random") else Path(name).stem
         policies[label] = lambda s, name=name: make_policy(name, args.seed, s, any_consumers=True)
     cases = (len(args.agents) + len(args.consumers)) * len(policies)
     out = Path(args.out)
@@ -864,7 +871,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sim", help="roll out a policy on a scenario and summarize")
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="YAML file or bundled name (default: %(default)s)")
-    p.add_argument("--policy", default="expert", help="expert | random | path to a model .pt (default: %(default)s)")
+    p.add_argument("--policy", default="expert", help="expert | expert-cbf | expert-cbf-centralized | random | path to a model .pt "
+                   "(default: %(default)s)")
     p.add_argument("--episodes", type=_int_at_least(1), default=10, help="episodes to run (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the episode draws (default: %(default)s)")
     p.add_argument("--out", default=None, help=f"folder for trajectory.png, {STEPS_CSV} (episode 0: one row per "
@@ -913,7 +921,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a policy or the expert over K episodes")
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="YAML file or bundled name (default: %(default)s)")
-    p.add_argument("--policy", default="expert", help="expert | random | path to a model .pt")
+    p.add_argument("--policy", default="expert",
+                   help="expert | expert-cbf | expert-cbf-centralized | random | path to a model .pt")
     p.add_argument("--episodes", type=_int_at_least(1), default=100, help="episodes (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the episode draws")
     p.add_argument("--out", default=None,

@@ -9,16 +9,23 @@ reference for the decentralized policies. Velocities in arena units per second.
 - Control: each agent heads for a slot on a small ring around its consumer (agents sharing a
   consumer spread out instead of piling onto its centre); spent agents hold position.
 - Avoidance: a centralized repulsion between every pair closer than `avoid_distance`.
+- Safety (`safety=`, off by default): the commands then pass, env by env, through the project's CBF
+  safety filter (`lgtc_ros.safety.swarm.SwarmFilter`, "decentralized" = the per-drone form the
+  drones fly, or "centralized"), the same filter the runtime and the ROS cbf node apply. The
+  repulsion is a soft heuristic that lets crowded teams collide (N = 100: ~700 contacts an
+  episode); the CBF keeps every pair D apart, which makes the expert a reference at any N.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from lgtc_ros.safety.batched import SAFETY, EnvFilters
 from lgtc_ros.world.env import World, clip_speed
 
 
@@ -37,13 +44,39 @@ class ExpertGains:
 
 
 class CentralizedExpert:
-    """Callable policy `(world) -> action [B,N,2]` for a batched `World`."""
+    """Callable policy `(world) -> action [B,N,2]` for a batched `World`.
 
-    def __init__(self, gains: ExpertGains | None = None):
+    `safety`: None (the paper's expert: its repulsion only) or a `SwarmFilter` form
+    ("decentralized", "centralized"): every env's commands then go through a filter of its own
+    (kept across calls and episodes: warm starts). `repulsion`: whether the repulsion stays on.
+
+    Under the CBF the repulsion stays on by default, measured on paper_10x4 variants, M = 4,
+    8 episodes (seed 3000), decentralized CBF, repulsion on vs off: N = 50 return 7.95 vs 5.81
+    (demand satisfied 78 % vs 55 %), N = 100 4.84 vs 4.13 (40 % vs 26 %), both ~0 collisions. The
+    CBF alone only stops an agent at the barrier, so agents bound for one consumer jam there; the
+    repulsion spreads them out (makes room) before they reach it, and the CBF then only has to
+    catch what the repulsion lets through."""
+
+    def __init__(self, gains: ExpertGains | None = None,
+                 safety: Literal["decentralized", "centralized"] | None = None, repulsion: bool = True):
+        if safety is not None and safety not in SAFETY:
+            raise ValueError(f"safety = {safety!r}: must be None, decentralized or centralized")
         self.gains = gains or ExpertGains()
+        self.safety = safety
+        self.repulsion = bool(repulsion)
         self._signature: Tensor | None = None
         self._plan: Tensor | None = None  # [B,N] consumer per agent, -1 = hold
+        self._cbf = None if safety is None else EnvFilters(safety)
         self.replans = 0
+
+    @classmethod
+    def named(cls, name: str) -> "CentralizedExpert":
+        """The expert a policy name stands for: `expert` (the paper's), `expert-cbf` (through the
+        decentralized CBF, the form the drones fly), `expert-cbf-centralized`."""
+        forms = {"expert": None, "expert-cbf": "decentralized", "expert-cbf-centralized": "centralized"}
+        if name not in forms:
+            raise ValueError(f"unknown expert {name!r}: one of {', '.join(forms)}")
+        return cls(safety=forms[name])
 
     def reset(self) -> None:
         self._signature = None
@@ -56,8 +89,16 @@ class CentralizedExpert:
         v = g.kp * (target - world.pos)
         hold = self._plan < 0
         v = torch.where(hold[..., None], torch.zeros_like(v), v)
-        v = clip_speed(v, s.v_max) + self._repulsion(world)
-        return clip_speed(v, s.v_max) * world.active[..., None]
+        v = clip_speed(v, s.v_max)
+        if self.repulsion:
+            v = v + self._repulsion(world)
+        v = clip_speed(v, s.v_max) * world.active[..., None]
+        return v if self._cbf is None else self._cbf(world, v)
+
+    @property
+    def cbf_stats(self) -> dict[str, int]:
+        """The CBF counters summed over the envs (empty with safety off)."""
+        return {} if self._cbf is None else self._cbf.stats
 
     # ------------------------------------------------------------------ planning
 

@@ -385,8 +385,8 @@ def _policy_factory(name: str, root: Path):
     from lgtc_ros.expert import CentralizedExpert
     from lgtc_ros.policy.learned import LearnedPolicy
 
-    if name == "expert":
-        return lambda s: CentralizedExpert()
+    if name.startswith("expert"):
+        return lambda s: CentralizedExpert.named(name)
     return lambda s: LearnedPolicy.load(root / name, s, allow_consumer_change=True)
 
 
@@ -439,12 +439,15 @@ SCALING_SEED = 3000
 
 
 def scaling_cases(root: Path) -> list:
-    """The shipped LGTC-IPPO (trained at N = 10), the same with a radio reaching everyone, the expert."""
+    """The shipped LGTC-IPPO (trained at N = 10), the same with a radio reaching everyone, the
+    expert, and the expert through the drones' decentralized CBF (the reference where the plain
+    expert's avoidance breaks down, N = 100)."""
     from lgtc_ros import scaling as sc
 
     lgtc = _policy_factory(FIG4_POLICIES["lgtc"], root)
     return [sc.Case("LGTC-IPPO", lgtc), sc.Case("LGTC-IPPO, full radio", lgtc, sc.full_range),
-            sc.Case("expert", _policy_factory("expert", root))]
+            sc.Case("expert", _policy_factory("expert", root)),
+            sc.Case("expert-cbf", _policy_factory("expert-cbf", root))]
 
 
 def scaling(budget: Budget, report_dir: Path, root: Path, command: str = "",
@@ -466,7 +469,7 @@ def scaling(budget: Budget, report_dir: Path, root: Path, command: str = "",
             + (f"`{command}`\n\n" if command else "")
             + f"{k} episodes per point (seed {SCALING_SEED}), the same for every policy; LGTC-IPPO is "
             "`models/lgtc_paper_10x4.pt` (trained at N = 10). The ratio's interval is a paired bootstrap "
-            "over episodes.\n\n![scaling](scaling.png)\n\n" + sc.table(rows) + "\n\n"
+            "over episodes.\n\n![scaling](scaling.png)\n\n" + sc.table(rows, ("expert", "expert-cbf")) + "\n\n"
             "## The gap by reward term (expert - LGTC-IPPO, per-agent return)\n\n"
             + sc.gap_table(rows, "LGTC-IPPO") + "\n")
     _write_atomic(report_dir / "README.md", text)

@@ -71,24 +71,30 @@ def _by(rows: list[dict]) -> dict[tuple[str, int], dict]:
     return {(r["policy"], r["agents"]): r for r in rows}
 
 
-def table(rows: list[dict], reference: str = "expert") -> str:
-    """Markdown: per N and policy, the return with its ratio to `reference` (95 % paired bootstrap
-    CI), collisions, time to cover every consumer and demand satisfied."""
+def table(rows: list[dict], references: Sequence[str] = ("expert",)) -> str:
+    """Markdown: per N and policy, the return with its ratio to each of `references` (95 % paired
+    bootstrap CI), collisions, time to cover every consumer and demand satisfied."""
     from lgtc_ros.reproduce import ratio_ci
 
     by = _by(rows)
-    lines = [f"| N | policy | per-agent return | ratio to the {reference} (95 % CI) | collisions / episode | "
-             "time to cover all (s) | episodes covered | demand satisfied |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+
+    def ratio(r: dict, reference: str) -> str:
         ref = by.get((reference, r["agents"]))
-        if ref is None or r["policy"] == reference:
-            ratio = "1" if r["policy"] == reference else "—"
-        elif ref["return_mean"] <= 3 * ref["return_std"] / np.sqrt(len(ref["returns"])):
-            ratio = f"— (the {reference}'s mean is within 3 SE of 0)"  # a ratio to ~0 means nothing
-        else:
-            q, lo, hi = ratio_ci(np.array(r["returns"]), np.array(ref["returns"]))
-            ratio = f"{q:.3f} [{lo:.3f}, {hi:.3f}]"
-        lines.append(f"| {r['agents']} | {r['policy']} | {r['return_mean']:.3f} ± {r['return_std']:.3f} | {ratio} | "
+        if r["policy"] == reference:
+            return "1"
+        if ref is None:
+            return "—"
+        if ref["return_mean"] <= 3 * ref["return_std"] / np.sqrt(len(ref["returns"])):
+            return "— (its mean is within 3 SE of 0)"  # a ratio to ~0 means nothing
+        q, lo, hi = ratio_ci(np.array(r["returns"]), np.array(ref["returns"]))
+        return f"{q:.3f} [{lo:.3f}, {hi:.3f}]"
+
+    lines = ["| N | policy | per-agent return | " + " | ".join(f"ratio to {x} (95 % CI)" for x in references)
+             + " | collisions / episode | time to cover all (s) | episodes covered | demand satisfied |",
+             "|---" * (7 + len(references)) + "|"]
+    for r in rows:
+        lines.append(f"| {r['agents']} | {r['policy']} | {r['return_mean']:.3f} ± {r['return_std']:.3f} | "
+                     + " | ".join(ratio(r, x) for x in references) + " | "
                      f"{r['collisions_mean']:.1f} | {r['time_to_cover_s']:.2f} | {100 * r['covered_fraction']:.0f} % | "
                      f"{r['demand_satisfied_pct']:.1f} % |")
     return "\n".join(lines)

@@ -56,13 +56,15 @@ def test_no_ratio_to_a_reference_within_noise_of_zero():
            "collisions_mean": 0.0, "time_to_cover_s": 1.0, "covered_fraction": 1.0, "demand_satisfied_pct": 50.0}
     other = dict(ref, policy="LGTC-IPPO", return_mean=2.0, returns=[2.0, 2.1, 1.9])
     assert "within 3 SE of 0" in scaling.table([other, ref])
+    steady = dict(ref, returns=[1.0, 1.0, 1.0], return_mean=1.0, return_std=0.0)
+    assert "| 2.000 [1.900, 2.100] |" in scaling.table([other, steady])
 
 
 def test_reproduce_scaling_small_writes_report_and_plot(tmp_path):
     out = tmp_path / "scaling"
     assert main(["reproduce", "scaling", "--budget", "small", "--out", str(out), "--quiet"]) == 0
     text = (out / "README.md").read_text()
-    assert "LGTC-IPPO, full radio" in text and "| 10 | LGTC-IPPO |" in text
+    assert "LGTC-IPPO, full radio" in text and "| 10 | LGTC-IPPO |" in text and "| 10 | expert-cbf |" in text
     assert (out / "scaling.png").stat().st_size > 10_000 and (out / "scaling.json").exists()
 
 
