@@ -181,3 +181,23 @@ def test_learn_is_the_minibatch_loss_stepped_in_a_random_order(tmp_path):
             opt.step()
     for (k, a), b in zip(trainer.model.state_dict().items(), model.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_init_from_starts_from_a_trained_run_on_another_team_size(tmp_path):
+    first = small_args(tmp_path / "a", total_steps=16 * 30)
+    Trainer(first).run()
+    trained, _ = load_policy(tmp_path / "a" / "run" / "policy.pt")
+    bigger = dict(SMALL, name="reach_5x1", n_agents=5, random=dict(SMALL["random"], supply_range=[0.1, 0.2]))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "reach5.yaml").write_text(yaml.safe_dump(bigger))
+    args = small_args(tmp_path / "b", scenario=str(tmp_path / "b" / "reach5.yaml"),
+                      init_from=str(tmp_path / "a" / "run" / "policy.pt"))
+    fresh = Trainer(small_args(tmp_path / "c", scenario=args.scenario)).model.state_dict()
+    for (k, a), (_, b), (_, c) in zip(Trainer(args).model.state_dict().items(), trained.state_dict().items(),
+                                      fresh.items()):
+        assert torch.equal(a, b), k
+    assert any(not torch.equal(b, c) for b, c in zip(trained.state_dict().values(), fresh.values()))
+    with pytest.raises(ValueError, match="other networks"):
+        Trainer(small_args(tmp_path / "d", algo="ippo", init_from=args.init_from))
+    with pytest.raises(ValueError, match="state_dim"):
+        Trainer(small_args(tmp_path / "e", state_dim=4, init_from=args.init_from))

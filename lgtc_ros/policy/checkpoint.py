@@ -65,7 +65,8 @@ def build_model(args: Any, n_resources: int) -> ActorCritic:
     algo = get("algo")
     cfg = LGTCConfig(n_resources=n_resources, feature_dim=get("feature_dim"), state_dim=get("state_dim"),
                      unfolds=get("unfolds"), ode_dt=get("ode_dt"), consensus=algo == "lgtc-ippo",
-                     pooling="weighted" if algo == "momappo" else "argmax")
+                     pooling="weighted" if algo == "momappo" else "argmax",
+                     zero_s=bool((args if isinstance(args, Mapping) else vars(args)).get("zero_s", False)))
     return ActorCritic(cfg, HeadConfig(hidden=tuple(get("hidden")), value="vector" if algo == "momappo" else "scalar"))
 
 

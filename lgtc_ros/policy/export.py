@@ -103,7 +103,7 @@ class DroneStep(nn.Module):
         self.register_buffer("ode_leak", tau_kappa.clone())
         self.register_buffer("ode_bf", b_f.clone())
         # the LGTC actor's per-drone step runs a fused inference graph of the same weights
-        self.fused_step = bool(model.cfg.consensus)
+        self.fused_step = bool(model.cfg.consensus) and not model.cfg.zero_s  # (the fused graph has no S = 0 ablation)
         if self.fused_step:
             from lgtc_ros.policy.fused import FusedActor
 

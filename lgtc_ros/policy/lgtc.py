@@ -67,6 +67,10 @@ class LGTCConfig:
 
     crowd_radius: float = 0.3
     """Neighbours closer than this (arena units) enter the crowding feature."""
+    zero_s: bool = False
+    """Ablation (`train --set zero_s=true`): S = 0 in the graph filter and the consensus coupling,
+    i.e. the neighbour means S Psi and S x enter as zeros, so an agent's features, attention and
+    state never depend on a neighbour's message. Crowding (positions only) still hears them."""
 
     @property
     def output_dim(self) -> int:
@@ -105,12 +109,13 @@ class LGTC(nn.Module):
     TorchScript-compatible: export.py scripts this very code for the per-drone step.
     """
 
-    __constants__ = ["consensus", "weighted", "unfolds", "ode_dt", "scale"]  # TorchScript prunes dead branches
+    __constants__ = ["consensus", "weighted", "unfolds", "ode_dt", "scale", "zero_s"]  # TorchScript prunes dead branches
 
     def __init__(self, cfg: LGTCConfig):
         super().__init__()
         self.cfg = cfg
         self.consensus, self.unfolds, self.ode_dt = cfg.consensus, cfg.unfolds, cfg.ode_dt
+        self.zero_s = cfg.zero_s
         if cfg.pooling not in ("argmax", "weighted"):
             raise ValueError(f"pooling = {cfg.pooling!r}: must be argmax or weighted")
         if cfg.consensus and cfg.pooling != "argmax":
@@ -211,6 +216,8 @@ class LGTC(nn.Module):
         x_new [...,F], psi [...,G] (the message to send with x_new), aux: attention
         [...,M], choice [...], f [...,F]).
         """
+        if self.zero_s:  # the S = 0 ablation: no neighbour message reaches the filter or the ODE
+            agg_psi, agg_x = torch.zeros_like(agg_psi), torch.zeros_like(agg_x)
         psi, phi, rel = self.features(pos, supply, consumer_pos, demand, kinds)
         delta = self.B0(psi) + self.B1(agg_psi) + phi.mean(-2)
         keys = phi + rel

@@ -87,11 +87,18 @@ class Args:
     hidden: tuple[int, ...] = (256, 256)
     unfolds: int = 3
     ode_dt: float = 1.0 / 3.0
+    zero_s: bool = False
+    """Ablation: S = 0 in both networks' graph filter and consensus coupling (`LGTCConfig.zero_s`);
+    saved with the policy, so it flies as trained. Default off."""
     bf16: bool = False
     """bfloat16 matrix products (torch.autocast) where a step spends its time: the final MLPs
     and the agent-relative DeepSets R ([B,N,M,r] rows), in rollouts and updates alike. Inputs,
     outputs, states, log-probabilities, losses, weights and optimizer stay fp32, and the policy
     flies in fp32. Pays on CPUs with bf16 instructions (avx512_bf16, AMX)."""
+    init_from: str = ""
+    """Start from the networks of this trainer output (a run's policy.pt or checkpoint.pt, same
+    algo and sizes): a model trained on a small team continued on a larger one (issue 12). The
+    optimizer, the step count and the log start fresh."""
     threads: int = 1
     """torch threads (`lgtc train --threads`; the cores are usually shared)."""
     checkpoint_every: int = 10
@@ -196,6 +203,19 @@ WORLD_STATE = ("pos", "supply", "active", "consumer_pos", "need", "demand", "ass
                "fired", "t", "supply0", "need0", "random_discharge_step", "random_discharge_agent")
 
 
+def _initial_weights(path: str, args: Args) -> dict:
+    """The state dict of trainer output `path`, refused (one line) unless its networks are the ones
+    `args` builds: the same algo and sizes."""
+    model, ck = load_policy(path)
+    theirs = ck.get("args", {})
+    keys = ("algo", "feature_dim", "state_dim", "hidden", "unfolds", "zero_s")
+    differ = [f"{k} {theirs.get(k)!r} vs {getattr(args, k)!r}" for k in keys
+              if k in theirs and (tuple(theirs[k]) if k == "hidden" else theirs[k]) != getattr(args, k)]
+    if differ:
+        raise ValueError(f"init_from = {path}: other networks than this run's ({'; '.join(differ)})")
+    return model.state_dict()
+
+
 class Trainer:
     """Holds everything a checkpoint must restore for the next update to be bit-identical."""
 
@@ -208,6 +228,8 @@ class Trainer:
         s = self.scenario
         self.world = World(s, n_envs=args.num_envs, seed=args.seed)
         self.model = build_model(args, s.n_resources)
+        if args.init_from:
+            self.model.load_state_dict(_initial_weights(args.init_from, args))
         self.model.use_bf16(args.bf16)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
         self.state = self.model.initial_state(args.num_envs, s.n_agents)
