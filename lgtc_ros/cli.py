@@ -836,7 +836,8 @@ def run_reproduce(args) -> int:
         elif args.figure == "fig4":
             text = rep.fig4(budget, report_dir, Path.cwd(), command=command, log=log)
         elif args.figure == "scaling":
-            text = rep.scaling(budget, report_dir, Path.cwd(), command=command, log=log)
+            text = rep.scaling(budget, report_dir, Path.cwd(), command=command.replace(" --report-only", ""), log=log,
+                               report_only=args.report_only)
         else:
             text = rep.ablations(budget, runs_root, report_dir, Path.cwd(), args.jobs, args.steps, command, log,
                                  args.report_only)

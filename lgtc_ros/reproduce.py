@@ -451,18 +451,25 @@ def scaling_cases(root: Path) -> list:
 
 
 def scaling(budget: Budget, report_dir: Path, root: Path, command: str = "",
-            log: Callable[[str], None] = print) -> str:
+            log: Callable[[str], None] = print, report_only: bool = False) -> str:
     """Why LGTC-IPPO falls behind the expert as N grows (`lgtc_ros.scaling`): every case at each N
-    of `budget.fig4_agents` (M = 4), `budget.fig4_episodes` episodes, the gap split by reward term."""
+    of `budget.fig4_agents` (M = 4), `budget.fig4_episodes` episodes, the gap split by reward term.
+    `report_only`: redraw from the folder's scaling.json."""
     from lgtc_ros import scaling as sc
     from lgtc_ros.scenario import load_scenario, resolve_scenario
 
     base = load_scenario(resolve_scenario(SCENARIO))
-    k = budget.fig4_episodes
-    rows = sc.run(base, scaling_cases(root), budget.fig4_agents, base.n_consumers, k, SCALING_SEED,
-                  progress=lambda text: log(f"scaling: {text}"))
-    report_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(report_dir / "scaling.json", _dumps({"rows": rows}))
+    if report_only:
+        rows = _read_json(report_dir / "scaling.json").get("rows")
+        if not rows:
+            raise FileNotFoundError(f"{report_dir / 'scaling.json'}: nothing to redraw (run without --report-only)")
+        k = rows[0]["episodes"]
+    else:
+        k = budget.fig4_episodes
+        rows = sc.run(base, scaling_cases(root), budget.fig4_agents, base.n_consumers, k, SCALING_SEED,
+                      progress=lambda text: log(f"scaling: {text}"))
+        report_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(report_dir / "scaling.json", _dumps({"rows": rows}))
     sc.plot(rows, report_dir / "scaling.png", "LGTC-IPPO",
             title=f"{SCENARIO} variants, M = {base.n_consumers}, {k} episodes per point")
     text = (f"# Why LGTC-IPPO falls behind the expert as N grows ({SCENARIO} variants, M = {base.n_consumers})\n\n"

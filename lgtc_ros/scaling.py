@@ -85,7 +85,7 @@ def table(rows: list[dict], references: Sequence[str] = ("expert",)) -> str:
         if ref is None:
             return "—"
         if ref["return_mean"] <= 3 * ref["return_std"] / np.sqrt(len(ref["returns"])):
-            return "— (its mean is within 3 SE of 0)"  # a ratio to ~0 means nothing
+            return f"— ({reference} within 3 SE of 0)"  # a ratio to ~0 means nothing
         q, lo, hi = ratio_ci(np.array(r["returns"]), np.array(ref["returns"]))
         return f"{q:.3f} [{lo:.3f}, {hi:.3f}]"
 

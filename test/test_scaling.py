@@ -55,7 +55,7 @@ def test_no_ratio_to_a_reference_within_noise_of_zero():
     ref = {"policy": "expert", "agents": 100, "return_mean": 0.05, "return_std": 1.0, "returns": [1.0, -0.9, 0.05],
            "collisions_mean": 0.0, "time_to_cover_s": 1.0, "covered_fraction": 1.0, "demand_satisfied_pct": 50.0}
     other = dict(ref, policy="LGTC-IPPO", return_mean=2.0, returns=[2.0, 2.1, 1.9])
-    assert "within 3 SE of 0" in scaling.table([other, ref])
+    assert "— (expert within 3 SE of 0)" in scaling.table([other, ref])
     steady = dict(ref, returns=[1.0, 1.0, 1.0], return_mean=1.0, return_std=0.0)
     assert "| 2.000 [1.900, 2.100] |" in scaling.table([other, steady])
 
@@ -66,6 +66,9 @@ def test_reproduce_scaling_small_writes_report_and_plot(tmp_path):
     text = (out / "README.md").read_text()
     assert "LGTC-IPPO, full radio" in text and "| 10 | LGTC-IPPO |" in text and "| 10 | expert-cbf |" in text
     assert (out / "scaling.png").stat().st_size > 10_000 and (out / "scaling.json").exists()
+    (out / "README.md").unlink()
+    assert main(["reproduce", "scaling", "--budget", "small", "--out", str(out), "--quiet", "--report-only"]) == 0
+    assert (out / "README.md").read_text() == text
 
 
 def test_the_50_agent_training_scenario_is_the_sweeps_variant():
