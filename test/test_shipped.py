@@ -28,13 +28,16 @@ def test_models_dir_finds_the_shipped_models():
     ("discharge_train_5x3", "lgtc_discharge_5x3.pt"),  # its training scenario
     ("paper_10x4", "lgtc_paper_10x4.pt"),
     ("scale_20x4", "lgtc_paper_10x4.pt"),  # same kinds and M = 4: the fitting LGTC model
+    ("scale_50x10", "lgtc_scale_50x10.pt"),
+    ("scale_30x10", "lgtc_scale_50x10.pt"),  # M = 10: the fitting LGTC model
+    ("scale_100x10", "lgtc_scale_50x10.pt"),
 ])
 def test_the_model_for_each_scenario(name, model):
     assert default_model(scenario(name)) == models_dir() / model
     assert default_model(name) == models_dir() / model  # a bundled name works too
 
 
-@pytest.mark.parametrize("name", ["scale_30x10", "scale_50x10", "scale_100x10", "scale_5x2"])
+@pytest.mark.parametrize("name", ["scale_5x2"])
 def test_no_model_for_another_consumer_count_is_a_clear_error(name):
     s = scenario(name)
     with pytest.raises(NoShippedModel) as err:
@@ -43,12 +46,16 @@ def test_no_model_for_another_consumer_count_is_a_clear_error(name):
     assert isinstance(err.value, ValueError) and "\n" not in msg
     assert f"'{name}'" in msg and f"M={s.n_consumers}" in msg
     assert "lgtc_paper_10x4.pt: trained for M=4 consumers" in msg
+    assert "lgtc_scale_50x10.pt: trained for M=10 consumers" in msg
     assert "ippo_paper_10x4.pt: not an LGTC model (ippo)" in msg
     assert "model:=" in msg and "--policy" in msg and "--any-consumers" in msg
 
 
 def test_any_consumers_takes_the_closest_consumer_count():
-    assert default_model(scenario("scale_50x10"), any_consumers=True).name == "lgtc_paper_10x4.pt"  # M 4 vs 3
+    m8 = dataclasses.replace(scenario("scale_50x10"), n_consumers=8, name="scale_50x8")
+    assert default_model(m8, any_consumers=True).name == "lgtc_scale_50x10.pt"  # M 10 vs 8, not 4
+    m6 = dataclasses.replace(m8, n_consumers=6, name="scale_50x6")
+    assert default_model(m6, any_consumers=True).name == "lgtc_paper_10x4.pt"  # M 4 vs 6, not 10
     assert default_model(scenario("scale_5x2"), any_consumers=True).name == "lgtc_discharge_5x3.pt"  # M 3 vs 4
     assert default_model(scenario("discharge_5x3"), any_consumers=True).name == "lgtc_discharge_5x3.pt"
 
