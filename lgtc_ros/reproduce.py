@@ -436,16 +436,19 @@ def fig4(budget: Budget, report_dir: Path, root: Path, ratio_agents: int = 50, c
 # ------------------------------------------------------------------------------------------ scaling
 
 SCALING_SEED = 3000
+SCALE_MODEL = "models/lgtc_scale_50x10.pt"
+"""LGTC-IPPO continued at N = 50 (models/README.md)."""
 
 
 def scaling_cases(root: Path) -> list:
     """The shipped LGTC-IPPO (trained at N = 10), the same with a radio reaching everyone, the
-    expert, and the expert through the drones' decentralized CBF (the reference where the plain
-    expert's avoidance breaks down, N = 100)."""
+    model continued on teams of 50 (`SCALE_MODEL`), the expert, and the expert through the
+    drones' decentralized CBF (the reference where the plain expert's avoidance breaks down)."""
     from lgtc_ros import scaling as sc
 
     lgtc = _policy_factory(FIG4_POLICIES["lgtc"], root)
     return [sc.Case("LGTC-IPPO", lgtc), sc.Case("LGTC-IPPO, full radio", lgtc, sc.full_range),
+            sc.Case("LGTC-IPPO continued at N = 50", _policy_factory(SCALE_MODEL, root)),
             sc.Case("expert", _policy_factory("expert", root)),
             sc.Case("expert-cbf", _policy_factory("expert-cbf", root))]
 
@@ -475,8 +478,8 @@ def scaling(budget: Budget, report_dir: Path, root: Path, command: str = "",
     text = (f"# Why LGTC-IPPO falls behind the expert as N grows ({SCENARIO} variants, M = {base.n_consumers})\n\n"
             + (f"`{command}`\n\n" if command else "")
             + f"{k} episodes per point (seed {SCALING_SEED}), the same for every policy; LGTC-IPPO is "
-            "`models/lgtc_paper_10x4.pt` (trained at N = 10). The ratio's interval is a paired bootstrap "
-            "over episodes.\n\n![scaling](scaling.png)\n\n" + sc.table(rows, ("expert", "expert-cbf")) + "\n\n"
+            f"`models/lgtc_paper_10x4.pt` (trained at N = 10), the one continued at N = 50 `{SCALE_MODEL}`. "
+            "The ratio's interval is a paired bootstrap over episodes.\n\n![scaling](scaling.png)\n\n" + sc.table(rows, ("expert", "expert-cbf")) + "\n\n"
             "## The gap by reward term (expert - LGTC-IPPO, per-agent return)\n\n"
             + sc.gap_table(rows, "LGTC-IPPO") + "\n")
     _write_atomic(report_dir / "README.md", text)
