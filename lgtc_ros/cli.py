@@ -146,16 +146,12 @@ def _scenario(name: str):
         raise SystemExit(f"lgtc: {exc}") from None
 
 
-EXPERTS = ("expert", "expert-cbf", "expert-cbf-centralized")
-"""The centralized expert: as in the paper, through the drones' decentralized CBF, through a centralized one."""
-
-
 def make_policy(name: str, seed: int, scenario=None, any_consumers: bool = False):
-    """An expert (`EXPERTS`), `random`, or a path to a trained model (exported .pt or a run's policy.pt)."""
+    """An expert (`expert.EXPERT_NAMES`), `random`, or a path to a trained model (exported .pt or a run's policy.pt)."""
     from lgtc_ros.evaluate import RandomPolicy
-    from lgtc_ros.expert import CentralizedExpert
+    from lgtc_ros.expert import EXPERT_NAMES, CentralizedExpert
 
-    if name in EXPERTS:
+    if name in EXPERT_NAMES:
         return CentralizedExpert.named(name)
     if name == "random":
         return RandomPolicy(seed)
@@ -163,7 +159,7 @@ def make_policy(name: str, seed: int, scenario=None, any_consumers: bool = False
         from lgtc_ros.policy.learned import LearnedPolicy
 
         return LearnedPolicy.load(name, scenario, allow_consumer_change=any_consumers)  # ModelError: one line
-    raise SystemExit(f"lgtc: unknown policy '{name}' (use {', '.join(EXPERTS)}, random or a model .pt file)")
+    raise SystemExit(f"lgtc: unknown policy '{name}' (use {', '.join(EXPERT_NAMES)}, random or a model .pt file)")
 
 
 def to_json(data) -> str:
@@ -345,7 +341,9 @@ def _run_missions(scenario, args, label, record_dir: Path | None = None):
     config = RuntimeConfig(cbf=args.cbf, radio=RadioConfig(latency_ticks=args.latency, drop_prob=args.drop,
                                                            seed=args.seed))
     config.radio.validate()  # (the parser checks the ranges; this is the runtime's own word)
-    if args.policy in EXPERTS[1:]:
+    from lgtc_ros.expert import EXPERT_NAMES
+
+    if EXPERT_NAMES.get(args.policy, None) is not None:
         raise SystemExit(f"lgtc: --policy {args.policy} with --runtime: the runtime applies its own CBF "
                          "(--cbf); use --policy expert")
     if args.policy in ("expert", "random"):
@@ -481,11 +479,13 @@ def run_sweep(args) -> int:
     if args.episodes < 1:
         raise SystemExit("lgtc: --episodes must be >= 1")
     base = _scenario(args.scenario)
+    from lgtc_ros.expert import EXPERT_NAMES
+
     policies = {}
     for name in args.policy:
-        if name not in (*EXPERTS, "random"):  # a model: check it now, not an hour later (ModelError)
+        if name not in (*EXPERT_NAMES, "random"):  # a model: check it now, not an hour later (ModelError)
             make_policy(name, args.seed, base, any_consumers=True)
-        label = name if name in (*EXPERTS, "random") else Path(name).stem
+        label = name if name in (*EXPERT_NAMES, "random") else Path(name).stem
         policies[label] = lambda s, name=name: make_policy(name, args.seed, s, any_consumers=True)
     cases = (len(args.agents) + len(args.consumers)) * len(policies)
     out = Path(args.out)

@@ -43,6 +43,11 @@ class ExpertGains:
     """Slots lie at most this fraction of R_m from the consumer."""
 
 
+EXPERT_NAMES = {"expert": None, "expert-cbf": "decentralized", "expert-cbf-centralized": "centralized"}
+"""Policy names (`lgtc eval/sweep --policy`) -> the expert's `safety` form: the paper's expert, and
+the same through the drones' decentralized CBF or a centralized one."""
+
+
 class CentralizedExpert:
     """Callable policy `(world) -> action [B,N,2]` for a batched `World`.
 
@@ -73,10 +78,9 @@ class CentralizedExpert:
     def named(cls, name: str) -> "CentralizedExpert":
         """The expert a policy name stands for: `expert` (the paper's), `expert-cbf` (through the
         decentralized CBF, the form the drones fly), `expert-cbf-centralized`."""
-        forms = {"expert": None, "expert-cbf": "decentralized", "expert-cbf-centralized": "centralized"}
-        if name not in forms:
-            raise ValueError(f"unknown expert {name!r}: one of {', '.join(forms)}")
-        return cls(safety=forms[name])
+        if name not in EXPERT_NAMES:
+            raise ValueError(f"unknown expert {name!r}: one of {', '.join(EXPERT_NAMES)}")
+        return cls(safety=EXPERT_NAMES[name])
 
     def reset(self) -> None:
         self._signature = None

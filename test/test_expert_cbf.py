@@ -87,3 +87,13 @@ def test_named():
         CentralizedExpert.named("expert-qp")
     with pytest.raises(ValueError):
         CentralizedExpert(safety="off")
+
+
+def test_cli_names_and_the_runtime_refusing_a_second_cbf():
+    from lgtc_ros.cli import main, make_policy
+
+    assert make_policy("expert-cbf", 0).safety == "decentralized"
+    assert make_policy("expert-cbf-centralized", 0).safety == "centralized"
+    # the per-drone runtime filters through its own CBF (--cbf): an expert-cbf there would filter twice
+    with pytest.raises(SystemExit, match="applies its own CBF"):
+        main(["sim", "--runtime", "--policy", "expert-cbf", "--episodes", "1", "--quiet"])
