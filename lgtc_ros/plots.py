@@ -16,6 +16,16 @@ from lgtc_ros.evaluate import Trace  # noqa: E402
 from lgtc_ros.scenario import Scenario  # noqa: E402
 
 
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Lay `fig` out, write it to `path` (folders made) and close it."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def trajectory_png(trace: Trace, scenario: Scenario, path: str | Path, title: str = "") -> Path:
     """Agent paths over the arena (colour = final assigned consumer), consumers with their R_m,
     and the open demand per consumer over time."""
@@ -61,11 +71,7 @@ def trajectory_png(trace: Trace, scenario: Scenario, path: str | Path, title: st
     ax2.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
                title="consumer / resource type", title_fontsize=8)
     fig.suptitle(title or scenario.name)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def compare_curves_png(logs: dict[str, str | Path], path: str | Path, title: str = "") -> Path:
@@ -86,8 +92,4 @@ def compare_curves_png(logs: dict[str, str | Path], path: str | Path, title: str
            title=title or "learning curves")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

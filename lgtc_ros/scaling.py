@@ -121,6 +121,8 @@ def plot(rows: list[dict], path: str | Path, policy: str, reference: str = "expe
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from lgtc_ros.plots import save_figure
+
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5))
     for label in dict.fromkeys(r["policy"] for r in rows):
         rs = sorted((r for r in rows if r["policy"] == label), key=lambda r: r["agents"])
@@ -151,7 +153,4 @@ def plot(rows: list[dict], path: str | Path, policy: str, reference: str = "expe
     bx.legend(fontsize=7, ncol=2)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

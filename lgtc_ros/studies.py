@@ -311,6 +311,8 @@ def discharge_plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from lgtc_ros.plots import save_figure
+
     stats = discharge_stats(rows)
     labels = list(stats)
     fig, ax = plt.subplots(figsize=(max(7.0, 2.5 * len(labels) + 2.0), 4.8))
@@ -332,12 +334,7 @@ def discharge_plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
     ax.set_title(title or f"after the discharge: time until the orphaned consumer is served again\n"
                  f"never re-served / orphaned: {never}", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------- the consensus state's range
@@ -500,6 +497,20 @@ def _compare(row: dict, a: str, b: str) -> None:
     row[f"diff_{a}_{b}_without_collision_term"] = {"mean": d, "se": se, "lo": lo, "hi": hi}
 
 
+def _paired_cases(model, base, agents, consumers: int, episodes: int, seed: int):
+    """(N, the N-agent variant of `base`, its row's identifying keys) for each N of `agents`: the
+    two arms of a row fly the same seeded episodes, so a paired interval needs >= 2 of them."""
+    from lgtc_ros.sweep import variant
+
+    if episodes < 2:
+        raise ValueError(f"episodes = {episodes}: a paired interval needs >= 2")
+    base = _scenario(base)
+    for n in agents:
+        yield n, variant(base, int(n), int(consumers)), {
+            "model": str(model), "agents": int(n), "consumers": int(consumers), "episodes": int(episodes),
+            "seed": int(seed)}
+
+
 def radio_on_off(model: str | Path = RADIO_MODEL, agents: Iterable[int] = RADIO_AGENTS,
                  consumers: int = RADIO_CONSUMERS, episodes: int = 30, seed: int = RADIO_SEED,
                  base: Scenario | str | Path = "paper_10x4",
@@ -526,16 +537,9 @@ def radio_on_off(model: str | Path = RADIO_MODEL, agents: Iterable[int] = RADIO_
     from lgtc_ros.evaluate import rollout
     from lgtc_ros.policy.learned import LearnedPolicy
     from lgtc_ros.reproduce import ratio_ci
-    from lgtc_ros.sweep import variant
 
-    if episodes < 2:
-        raise ValueError(f"episodes = {episodes}: a paired interval needs >= 2")
-    base = _scenario(base)
     rows = []
-    for n in agents:
-        scenario = variant(base, int(n), int(consumers))
-        row: dict[str, Any] = {"model": str(model), "agents": int(n), "consumers": int(consumers),
-                               "episodes": int(episodes), "seed": int(seed)}
+    for n, scenario, row in _paired_cases(model, base, agents, consumers, episodes, seed):
         for arm in ("on", "off"):
             if progress:
                 progress(f"radio {arm}: N = {n}, M = {consumers}, {episodes} episodes")
@@ -823,18 +827,11 @@ def graph_filter_usage(model: str | Path = RADIO_MODEL, agents: Iterable[int] = 
     """
     from lgtc_ros.evaluate import rollout
     from lgtc_ros.policy.learned import LearnedPolicy
-    from lgtc_ros.sweep import variant
 
-    if episodes < 2:
-        raise ValueError(f"episodes = {episodes}: a paired interval needs >= 2")
-    base = _scenario(base)
     rows = []
-    for n in agents:
-        scenario = variant(base, int(n), int(consumers))
+    for n, scenario, row in _paired_cases(model, base, agents, consumers, episodes, seed):
         loaded = LearnedPolicy.load(model, scenario, allow_consumer_change=True)
         step = _unfrozen_step(loaded)
-        row: dict[str, Any] = {"model": str(model), "agents": int(n), "consumers": int(consumers),
-                               "episodes": int(episodes), "seed": int(seed)}
         for mode, arm in (("on", "probe"), ("filter_off", "filter_off")):
             if progress:
                 progress(f"graph filter {mode}: N = {n}, M = {consumers}, {episodes} episodes")
@@ -988,6 +985,8 @@ def radio_plot(rows: list[dict], path: str | Path, usage: list[dict] | None = No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from lgtc_ros.plots import save_figure
+
     panels = 3 if ablation else 2
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.3))
     n = np.array([r["agents"] for r in rows])
@@ -1033,12 +1032,7 @@ def radio_plot(rows: list[dict], path: str | Path, usage: list[dict] | None = No
         axes[2].set_title("lgtc-ippo seed 1, paper_10x4", fontsize=9)
     fig.suptitle(f"{Path(rows[0]['model']).stem}: the radio on against off ({rows[0]['episodes']} episodes a point, "
                  f"seed {rows[0]['seed']})", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def radio_report(out_dir: str | Path, episodes: int = 30, model: str | Path = RADIO_MODEL,

@@ -59,6 +59,8 @@ def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from lgtc_ros.plots import save_figure
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, axis, key, xlabel in ((axes[0], "agents", "agents", "agents N"),
                                   (axes[1], "consumers", "consumers", "consumers M")):
@@ -78,12 +80,7 @@ def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
         ax.legend()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def markdown(rows: list[dict]) -> str:

@@ -17,3 +17,12 @@ def model_path(tmp_path_factory):
     model = ActorCritic(LGTCConfig(n_resources=4, feature_dim=16, state_dim=8, hidden_dim=16), HeadConfig((32, 32)))
     pt, _ = export(model, load_scenario(resolve_scenario("paper_10x4")), tmp_path_factory.mktemp("m") / "m.pt")
     return pt
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch at 1 thread for the test, as the per-drone code and the studies run it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -23,12 +23,7 @@ MODEL = ROOT / "models" / "lgtc_paper_10x4.pt"
 SHORT = dataclasses.replace(load_scenario(resolve_scenario("paper_10x4")), episode_steps=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class _SpyStep:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from lgtc_ros import studies
@@ -27,12 +26,7 @@ KEYS = {"seed", "policy", "reallocation_s", "decision_s", "orphaned", "discharge
         "uncovered_end", "collisions", "min_distance", "event_time_s", "episode_s", "start_pos"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def drawn_starts(seed: int) -> list:

@@ -23,20 +23,22 @@ class EnvFilters:
     """`(world, v [B,N,2]) -> v_safe [B,N,2]`: every env of a batched `World` through a
     `SwarmFilter` of its own (`form`), as the runtime filters its one swarm (exact poses, sensing
     radius C). The filters are kept from call to call (and episode to episode: warm starts) and
-    rebuilt only when the batch or team size changes."""
+    rebuilt only when the batch or the scenario changes."""
 
     def __init__(self, form: Literal["decentralized", "centralized"] = "decentralized"):
         if form not in SAFETY:
             raise ValueError(f"form = {form!r}: must be decentralized or centralized")
         self.form = form
         self.filters: list = []
+        self._scenario = None
 
     def __call__(self, world: World, v: Tensor) -> Tensor:
         from lgtc_ros.safety.swarm import SwarmFilter
 
         s = world.scenario
-        if len(self.filters) != world.n_envs or self.filters[0].n != s.n_agents:
+        if len(self.filters) != world.n_envs or self._scenario is not s:  # radii, C and N come from it
             self.filters = [SwarmFilter(s, self.form) for _ in range(world.n_envs)]
+            self._scenario = s
         v_nom = v.double().numpy()
         pos = world.pos.double().numpy()
         active = world.active.numpy()
