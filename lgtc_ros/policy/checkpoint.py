@@ -58,6 +58,11 @@ def load_checkpoint(path: str | Path, missing: str | None = None) -> dict[str, A
     return ck
 
 
+def _optional(args: Any, name: str) -> Any:
+    """A setting that older checkpoints lack (False when absent)."""
+    return (args if isinstance(args, Mapping) else vars(args)).get(name, False)
+
+
 def build_model(args: Any, n_resources: int) -> ActorCritic:
     """The IPPO family's networks from its training arguments (ippo.Args or that dataclass as a
     dict, as stored in a checkpoint): lgtc-ippo has the consensus state, momappo a value per consumer."""
@@ -66,7 +71,7 @@ def build_model(args: Any, n_resources: int) -> ActorCritic:
     cfg = LGTCConfig(n_resources=n_resources, feature_dim=get("feature_dim"), state_dim=get("state_dim"),
                      unfolds=get("unfolds"), ode_dt=get("ode_dt"), consensus=algo == "lgtc-ippo",
                      pooling="weighted" if algo == "momappo" else "argmax",
-                     zero_s=bool((args if isinstance(args, Mapping) else vars(args)).get("zero_s", False)))
+                     zero_s=bool(_optional(args, "zero_s")), clusters=bool(_optional(args, "clusters")))
     return ActorCritic(cfg, HeadConfig(hidden=tuple(get("hidden")), value="vector" if algo == "momappo" else "scalar"))
 
 

@@ -81,6 +81,18 @@ class NotContractive(ModelError):
 EXPORTED, TRAINER = "exported", "trainer output"
 
 
+def mean_to_velocity(mean: Tensor, v_max: float) -> Tensor:
+    """Mean action in units of v_max -> velocity (arena units/s), norm clipped to v_max."""
+    mean = mean.clamp(-1.0, 1.0) * v_max
+    norm = torch.linalg.vector_norm(mean, 2.0, [-1], True)
+    return mean * torch.clamp(v_max / norm.clamp_min(1e-12), max=1.0)
+
+
+CLUSTERS_NOT_DEPLOYABLE = ("the hierarchical-cluster variant (clusters = true) has no per-drone step: its "
+                           "cluster summaries need a relay the runtime does not have yet; evaluate it batched "
+                           "(lgtc eval / sweep with the trainer's policy.pt)")
+
+
 class DroneStep(nn.Module):
     """The actor of an `ActorCritic` as one drone's step (TorchScript-able)."""
 
@@ -88,6 +100,8 @@ class DroneStep(nn.Module):
 
     def __init__(self, model: ActorCritic, v_max: float):
         super().__init__()
+        if model.cfg.clusters:  # its inputs include cluster summaries this step has no way to receive
+            raise ModelKindError(CLUSTERS_NOT_DEPLOYABLE)
         self.cell: LGTC = model.actor
         self.head = model.actor_head
         self.v_max = float(v_max)
@@ -116,10 +130,7 @@ class DroneStep(nn.Module):
         return self._scale(mean)
 
     def _scale(self, mean: Tensor) -> Tensor:
-        """Mean action in units of v_max -> velocity (arena units/s), norm clipped to v_max."""
-        mean = mean.clamp(-1.0, 1.0) * self.v_max
-        norm = torch.linalg.vector_norm(mean, 2.0, [-1], True)
-        return mean * torch.clamp(self.v_max / norm.clamp_min(1e-12), max=1.0)
+        return mean_to_velocity(mean, self.v_max)
 
     def forward(self, pos: Tensor, supply: Tensor, consumer_pos: Tensor, demand: Tensor, kinds: Tensor,
                 x: Tensor, nb_pos: Tensor, nb_psi: Tensor, nb_x: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -171,6 +182,8 @@ def export(model: ActorCritic, scenario, out: str | Path, training: dict | None 
 
         return export_hrl(model, scenario, out, training, metrics)
     out = Path(out)
+    if model.cfg.clusters:
+        raise ModelKindError(f"refusing to export {out.name}: {CLUSTERS_NOT_DEPLOYABLE}", out)
     meta_path = out.with_suffix(".json")
     cert = certify(model)  # None without the consensus state: no ODE to certify
     if cert is not None and not cert.certified:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lgtc_ros.policy.lgtc import LGTC, LGTCConfig, crowding, mlp
@@ -16,10 +17,22 @@ from lgtc_ros.policy.lgtc import LGTC, LGTCConfig, crowding, mlp
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 0.5
 
 
-def recurrent_keys() -> tuple[str, ...]:
-    """Per-agent tensors carried across steps: each net's state x and last message Psi, the
-    position sent with the last message and whether a message was sent yet (0 after reset)."""
-    return ("x_pi", "psi_pi", "x_v", "psi_v", "pos_msg", "valid")
+def cluster_inputs(demand: Tensor, choice: Tensor, supply_msg: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """The hierarchical variant's two summaries from the previous tick's messages (`LGTCConfig.clusters`).
+
+    demand [B,M,r]; choice [B,N] (float index of each drone's previous choice), supply_msg [B,N,r]
+    (the supply it carried then), valid [B,N] (1 once it has sent). Returns H [B,N,N], the
+    row-normalized same-cluster adjacency (j != i), and feat [B,N,M,r+1]: for each consumer m,
+    its demand minus the supply of m's other members, and whether m has other members.
+    """
+    m = demand.shape[-2]
+    member = F.one_hot(choice.long(), m).to(demand.dtype) * valid[..., None]          # [B,N,M]
+    same = (member @ member.transpose(1, 2)) * (1.0 - torch.eye(member.shape[1], dtype=demand.dtype))
+    h = same / same.sum(-1, keepdim=True).clamp_min(1.0)
+    committed = member.transpose(1, 2) @ supply_msg                                     # [B,M,r]
+    others = committed[:, None] - member[..., None] * supply_msg[:, :, None, :]         # [B,N,M,r]
+    crowded = ((member.sum(1, keepdim=True) - member) > 0).to(demand.dtype)             # [B,N,M]
+    return h, torch.cat([demand[:, None] - others, crowded[..., None]], -1)
 
 
 @dataclass(frozen=True)
@@ -63,10 +76,16 @@ class ActorCritic(nn.Module):
         return self
 
     def initial_state(self, batch: int, agents: int) -> dict[str, Tensor]:
+        """Per-agent tensors carried across steps: each net's state x and last message Psi, the
+        position sent with the last message and whether a message was sent yet (0 after reset);
+        clusters: also the choice and supply sent with it."""
         f, g = self.cfg.state_dim, self.cfg.feature_dim
         z = lambda d: torch.zeros(batch, agents, d)  # noqa: E731
-        return {"x_pi": z(f), "psi_pi": z(g), "x_v": z(f), "psi_v": z(g), "pos_msg": z(2),
-                "valid": torch.zeros(batch, agents)}
+        state = {"x_pi": z(f), "psi_pi": z(g), "x_v": z(f), "psi_v": z(g), "pos_msg": z(2),
+                 "valid": torch.zeros(batch, agents)}
+        if self.cfg.clusters:
+            state.update(choice=torch.zeros(batch, agents), supply_msg=z(self.cfg.n_resources))
+        return state
 
     @staticmethod
     def _local_inputs(obs: dict[str, Tensor]) -> tuple[Tensor, ...]:
@@ -79,19 +98,37 @@ class ActorCritic(nn.Module):
         mask = (S > 0).to(pos.dtype) * state["valid"][:, None, :]
         return crowding(offsets, mask, self.cfg.crowd_radius)
 
-    def actor_step(self, obs: dict[str, Tensor], state: dict[str, Tensor], S: Tensor, crowd: Tensor):
-        """Batched: obs tensors [B,...], state [B,N,.], S [B,N,N] row-normalized, crowd [B,N,3].
+    def _clusters(self, obs: dict[str, Tensor], state: dict[str, Tensor]) -> tuple[Tensor, Tensor] | None:
+        if not self.cfg.clusters:
+            return None
+        return cluster_inputs(obs["demand"], state["choice"], state["supply_msg"], state["valid"])
+
+    def actor_step(self, obs: dict[str, Tensor], state: dict[str, Tensor], S: Tensor, crowd: Tensor,
+                   clusters: tuple[Tensor, Tensor] | None = None):
+        """Batched: obs tensors [B,...], state [B,N,.], S [B,N,N] row-normalized, crowd [B,N,3],
+        clusters (H, feat) from `cluster_inputs` for the hierarchical variant.
         Returns (mean [B,N,2], log_std [B,N,2], x_new, psi, aux)."""
         x, psi_prev = state["x_pi"], state["psi_pi"]
-        y, x_new, psi, aux = self.actor.core(*self._local_inputs(obs), x, S @ psi_prev, S @ x, crowd)
+        y, x_new, psi, aux = self.actor.core(*self._local_inputs(obs), x, S @ psi_prev, S @ x, crowd,
+                                             *self._cluster_args(clusters, x))
         out = self._head(self.actor_head, y)
         mean = torch.tanh(out[..., :2]) if self.head_cfg.squash else out[..., :2]
         return mean, out[..., 2:].clamp(LOG_STD_MIN, LOG_STD_MAX), x_new, psi, aux
 
-    def critic_step(self, obs: dict[str, Tensor], state: dict[str, Tensor], S: Tensor, crowd: Tensor):
+    @staticmethod
+    def _cluster_args(clusters: tuple[Tensor, Tensor] | None, x: Tensor) -> tuple:
+        """core()'s trailing (consts, agg_cx, cluster_feat) for the hierarchical variant, else ()."""
+        if clusters is None:
+            return ()
+        h, feat = clusters
+        return None, h @ x, feat
+
+    def critic_step(self, obs: dict[str, Tensor], state: dict[str, Tensor], S: Tensor, crowd: Tensor,
+                    clusters: tuple[Tensor, Tensor] | None = None):
         """Batched value [B,N], new state, message, aux."""
         x, psi_prev = state["x_v"], state["psi_v"]
-        y, x_new, psi, aux = self.critic.core(*self._local_inputs(obs), x, S @ psi_prev, S @ x, crowd)
+        y, x_new, psi, aux = self.critic.core(*self._local_inputs(obs), x, S @ psi_prev, S @ x, crowd,
+                                              *self._cluster_args(clusters, x))
         if self.head_cfg.value == "vector":  # V = sum_m Xi_m V_m, V_m from consumer m's key
             keys = aux["keys"]
             rest = torch.cat([aux["delta"], obs["pos"], crowd], -1).unsqueeze(-2).expand(list(keys.shape[:-1]) + [-1])
@@ -104,16 +141,20 @@ class ActorCritic(nn.Module):
             return head(y).float()
 
     def value(self, obs: dict[str, Tensor], state: dict[str, Tensor], S: Tensor) -> Tensor:
-        return self.critic_step(obs, state, S, self.crowd(obs["pos"], state, S))[0]
+        return self.critic_step(obs, state, S, self.crowd(obs["pos"], state, S), self._clusters(obs, state))[0]
 
     def step(self, obs: dict[str, Tensor], state: dict[str, Tensor], S: Tensor):
         """Both nets for one control step. Returns (mean, log_std, value, new_state, aux)."""
         crowd = self.crowd(obs["pos"], state, S)
-        mean, log_std, x_pi, psi_pi, aux = self.actor_step(obs, state, S, crowd)
-        value, x_v, psi_v, aux_v = self.critic_step(obs, state, S, crowd)
+        clusters = self._clusters(obs, state)
+        mean, log_std, x_pi, psi_pi, aux = self.actor_step(obs, state, S, crowd, clusters)
+        value, x_v, psi_v, aux_v = self.critic_step(obs, state, S, crowd, clusters)
         aux = {**aux, "f_v": aux_v["f"]}
         new = {"x_pi": x_pi, "psi_pi": psi_pi, "x_v": x_v, "psi_v": psi_v, "pos_msg": obs["pos"],
                "valid": torch.ones_like(state["valid"])}
+        if clusters is not None:  # both nets' clusters follow the actor's choice (the one flown)
+            new.update(choice=aux["choice"].to(obs["pos"].dtype), supply_msg=obs["supply"])
+            aux["cluster_rows"] = clusters[0].sum(-1)
         return mean, log_std, value, new, aux
 
 

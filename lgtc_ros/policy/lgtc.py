@@ -71,6 +71,15 @@ class LGTCConfig:
     """Ablation (`train --set zero_s=true`): S = 0 in the graph filter and the consensus coupling,
     i.e. the neighbour means S Psi and S x enter as zeros, so an agent's features, attention and
     state never depend on a neighbour's message. Crowding (positions only) still hears them."""
+    clusters: bool = False
+    """The hierarchical variant (issue 12, DECISIONS.md "Hierarchical clusters"; `train --set
+    clusters=true`, lgtc-ippo only). A cluster is the set of drones whose previous choice was the
+    same consumer. Each drone hears two cluster summaries, besides its neighbours: the mean
+    state of its own cluster (H x, a second consensus coupling A_h in the ODE and a query term),
+    and, for every consumer m, the supply that the *other* members of m's cluster carry (the
+    residual demand de_m - committed_m, a key term). Both are bounded per drone: 1 + M
+    messages whatever N. The new weights start at zero (A_h small), so a flat model loaded into
+    this variant starts as the flat policy."""
 
     @property
     def output_dim(self) -> int:
@@ -109,13 +118,16 @@ class LGTC(nn.Module):
     TorchScript-compatible: export.py scripts this very code for the per-drone step.
     """
 
-    __constants__ = ["consensus", "weighted", "unfolds", "ode_dt", "scale", "zero_s"]  # TorchScript prunes dead branches
+    __constants__ = ["consensus", "weighted", "unfolds", "ode_dt", "scale", "zero_s", "clusters"]  # TorchScript prunes dead branches
 
     def __init__(self, cfg: LGTCConfig):
         super().__init__()
         self.cfg = cfg
         self.consensus, self.unfolds, self.ode_dt = cfg.consensus, cfg.unfolds, cfg.ode_dt
         self.zero_s = cfg.zero_s
+        self.clusters = cfg.clusters
+        if cfg.clusters and not cfg.consensus:
+            raise ValueError("clusters: the hierarchical variant needs the consensus state (lgtc-ippo)")
         if cfg.pooling not in ("argmax", "weighted"):
             raise ValueError(f"pooling = {cfg.pooling!r}: must be argmax or weighted")
         if cfg.consensus and cfg.pooling != "argmax":
@@ -141,6 +153,14 @@ class LGTC(nn.Module):
             self.A_raw = nn.Parameter(torch.randn(fdim, fdim) * (0.1 / math.sqrt(fdim)))
             self.tau = nn.Parameter(torch.ones(fdim))
             self.B_raw = nn.Parameter(torch.randn(fdim) * 0.5)
+            if cfg.clusters:
+                self.cluster_key = nn.Linear(r + 1, g)          # (residual demand of m, m has other members)
+                self.A2 = nn.Linear(fdim, g, bias=False)        # the cluster's mean state into the query
+                for layer in (self.cluster_key, self.A2):
+                    nn.init.zeros_(layer.weight)
+                nn.init.zeros_(self.cluster_key.bias)
+                # A_h = Ah_raw^T Ah_raw: zero at Ah_raw = 0 is a saddle (no gradient), hence small
+                self.Ah_raw = nn.Parameter(torch.randn(fdim, fdim) * (0.1 / math.sqrt(fdim)))
         else:
             self.bx = nn.Parameter(torch.zeros(g))
 
@@ -154,6 +174,10 @@ class LGTC(nn.Module):
         """kappa_q = sum_k |A_kq| [F]: bound of the neighbour coupling, folded into the leak."""
         return self.coupling().abs().sum(0)
 
+    def cluster_coupling(self) -> Tensor:
+        """A_h = Ah_raw^T Ah_raw [F,F]: the coupling to the cluster's mean state (clusters only)."""
+        return self.Ah_raw.t() @ self.Ah_raw
+
     def b_f(self) -> Tensor:
         """B_f = tanh(B_raw) in [-1, 1]^F (Assumption 1)."""
         return torch.tanh(self.B_raw)
@@ -162,7 +186,10 @@ class LGTC(nn.Module):
         """(A, tau + kappa_A, B_f): the parameter-only parts of eq. (6). Training recomputes them
         every step (they carry gradients); an exported drone step computes them once."""
         a = self.coupling()
-        return a, self.tau + a.abs().sum(0), self.b_f()
+        leak = self.tau + a.abs().sum(0)
+        if self.clusters:  # the cluster coupling's bound joins the leak the same way
+            leak = leak + self.cluster_coupling().abs().sum(0)
+        return a, leak, self.b_f()
 
     # ------------------------------------------------------------------ features
 
@@ -206,13 +233,15 @@ class LGTC(nn.Module):
 
     def core(self, pos: Tensor, supply: Tensor, consumer_pos: Tensor, demand: Tensor, kinds: Tensor,
              x: Tensor, agg_psi: Tensor, agg_x: Tensor, crowd: Tensor,
-             consts: Optional[Tuple[Tensor, Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor, Tensor, Dict[str, Tensor]]:
+             consts: Optional[Tuple[Tensor, Tensor, Tensor]] = None, agg_cx: Optional[Tensor] = None,
+             cluster_feat: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor, Dict[str, Tensor]]:
         """One control step of one or many agents from local data only.
 
         x [...,F] own previous state; agg_psi [...,G], agg_x [...,F]: neighbour means of the
         previous tick's messages (zeros without neighbours); crowd [...,3] from `crowding`
         (enters y only: the final MLP needs it to keep distance); consts: `ode_constants()` if
-        precomputed (inference). Returns (y [...,output_dim],
+        precomputed (inference). Clusters only: agg_cx [...,F] the mean state of the drone's
+        cluster (zeros when alone), cluster_feat [...,M,r+1] (`heads.cluster_inputs`). Returns (y [...,output_dim],
         x_new [...,F], psi [...,G] (the message to send with x_new), aux: attention
         [...,M], choice [...], f [...,F]).
         """
@@ -221,7 +250,11 @@ class LGTC(nn.Module):
         psi, phi, rel = self.features(pos, supply, consumer_pos, demand, kinds)
         delta = self.B0(psi) + self.B1(agg_psi) + phi.mean(-2)
         keys = phi + rel
-        if self.consensus:
+        if self.clusters:
+            assert agg_cx is not None and cluster_feat is not None
+            keys = keys + self.cluster_key(cluster_feat)
+            query = torch.tanh(delta + self.A0(x) + self.A1(agg_x) + self.A2(agg_cx))
+        elif self.consensus:
             query = torch.tanh(delta + self.A0(x) + self.A1(agg_x))
         else:
             query = torch.tanh(delta + self.bx)
@@ -242,13 +275,14 @@ class LGTC(nn.Module):
         # per agent; its gradient is a sum, not a scatter into an expanded tensor)
         chosen = (F.one_hot(choice, keys.shape[-2]).to(phi.dtype).unsqueeze(-1) * phi).sum(-2)
         f = F.relu(self.W(chosen))
-        x_new = self.integrate(x, f, agg_x, consts)
+        x_new = self.integrate(x, f, agg_x, consts, agg_cx)
         y = torch.cat([x_new, (attn.unsqueeze(-1) * keys).sum(-2), delta, pos, crowd], -1)
         return y, x_new, psi, {"attention": attn, "choice": choice, "f": f}
 
     def integrate(self, x: Tensor, f: Tensor, agg_x: Tensor,
-                  consts: Optional[Tuple[Tensor, Tensor, Tensor]] = None) -> Tensor:
-        """`unfolds` fused semi-implicit steps of dx/dt = -(tau + kappa + f) x - (S x) A + f B_f.
+                  consts: Optional[Tuple[Tensor, Tensor, Tensor]] = None, agg_cx: Optional[Tensor] = None) -> Tensor:
+        """`unfolds` fused semi-implicit steps of dx/dt = -(tau + kappa + f) x - (S x) A + f B_f
+        (clusters: also - (H x) A_h, with kappa_h in the leak).
 
         The neighbour term uses the previous tick's states (what the radio delivered), fixed
         over the unfolds. In [-1, 1] for any input when tau >= 0.
@@ -256,6 +290,9 @@ class LGTC(nn.Module):
         h = self.ode_dt
         a, tau_kappa, b_f = self.ode_constants() if consts is None else consts
         drive = f * b_f - agg_x @ a
+        if self.clusters:
+            assert agg_cx is not None
+            drive = drive - agg_cx @ self.cluster_coupling()
         # guard against a division blow-up if training ever drives tau far negative; the
         # contractivity penalty keeps tau >= 0, where this clamp never acts
         leak = tau_kappa.clamp_min(-0.9 / h) + f
@@ -265,14 +302,18 @@ class LGTC(nn.Module):
 
     # ------------------------------------------------------------------ theory
 
-    def contraction_rate(self, f: Tensor, row_sum: Tensor) -> Tensor:
+    def contraction_rate(self, f: Tensor, row_sum: Tensor, cluster_row_sum: Optional[Tensor] = None) -> Tensor:
         """c of eq. (9) for the dynamics actually integrated: -mu_inf(J), J the Jacobian.
 
         J = -(diag(tau + kappa + f) + A^T (x) S); with S >= 0, S_ii = 0:
         -mu_inf(J) = min over agents i, features q of tau_q + kappa_q (1 - rowsum(S)_i) + f_iq.
         f [...,N,F] per agent, row_sum [...,N] (1 with neighbours, 0 without). Returns [...].
+        Clusters add kappa_h,q (1 - rowsum(H)_i) by the same argument; without `cluster_row_sum`
+        it is taken as 1, its smallest value: c is then a lower bound.
         """
         per = self.tau + self.kappa() * (1.0 - row_sum[..., None]) + f
+        if self.clusters and cluster_row_sum is not None:
+            per = per + self.cluster_coupling().abs().sum(0) * (1.0 - cluster_row_sum[..., None])
         return per.flatten(-2).min(-1).values
 
     def contractivity_penalty(self, c: Tensor, margin: float = 0.1, sharpness: float = 10.0) -> Tensor:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from lgtc_ros.comm import DemandBroadcast, NeighbourMessage
-from lgtc_ros.policy.export import static_forward
+from lgtc_ros.policy.export import CLUSTERS_NOT_DEPLOYABLE, ModelKindError, static_forward
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +122,8 @@ def load_drone_modules(path: str | Path, scenario, count: int, any_consumers: bo
     from lgtc_ros.policy.learned import LearnedPolicy
 
     first = LearnedPolicy.load(path, scenario, allow_consumer_change=any_consumers)
+    if first.step is None:  # the hierarchical variant flies batched only
+        raise ModelKindError(f"{path}: {CLUSTERS_NOT_DEPLOYABLE}", path)
     modules = [first.step]
     for _ in range(count - 1):
         if separate and isinstance(first.step, torch.jit.ScriptModule):

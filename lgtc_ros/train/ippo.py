@@ -90,6 +90,9 @@ class Args:
     zero_s: bool = False
     """Ablation: S = 0 in both networks' graph filter and consensus coupling (`LGTCConfig.zero_s`);
     saved with the policy, so it flies as trained. Default off."""
+    clusters: bool = False
+    """lgtc-ippo only: the hierarchical variant (`LGTCConfig.clusters`, issue 12). With init_from a
+    flat model, its weights are loaded and the cluster weights start at zero."""
     bf16: bool = False
     """bfloat16 matrix products (torch.autocast) where a step spends its time: the final MLPs
     and the agent-relative DeepSets R ([B,N,M,r] rows), in rollouts and updates alike. Inputs,
@@ -111,6 +114,8 @@ class Args:
                      "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} = {getattr(self, name)}: must be >= 1")
+        if self.clusters and self.algo != "lgtc-ippo":
+            raise ValueError(f"clusters: the hierarchical variant is lgtc-ippo's (algo = {self.algo!r})")
         if self.minibatch_size > self.num_envs * self.num_steps:
             raise ValueError(f"minibatch_size = {self.minibatch_size}: larger than a rollout "
                              f"({self.num_envs} x {self.num_steps} env-steps)")
@@ -165,7 +170,13 @@ def normalize(adv: Tensor, mask: Tensor) -> Tensor:
 
 MINIBATCH_KEYS = ("pos", "supply", "consumer_pos", "demand", "S", "action", "logprob", "value", "active",
                   "x_pi", "psi_pi", "x_v", "psi_v", "pos_msg", "valid")
-"""Per env-step tensors of a rollout that a minibatch carries (plus `adv` and `ret`)."""
+"""Per env-step tensors of a rollout that a minibatch carries (plus `adv` and `ret`, and the
+hierarchical variant's extra recurrent state: `minibatch_keys`)."""
+
+
+def minibatch_keys(model) -> tuple[str, ...]:
+    """MINIBATCH_KEYS plus whatever else `model` carries from step to step."""
+    return MINIBATCH_KEYS + tuple(k for k in model.initial_state(1, 1) if k not in MINIBATCH_KEYS)
 
 
 def minibatch_loss(model, mb: dict[str, Tensor], kinds: Tensor, a: Args) -> tuple[Tensor, dict[str, Tensor]]:
@@ -173,18 +184,18 @@ def minibatch_loss(model, mb: dict[str, Tensor], kinds: Tensor, a: Args) -> tupl
     nets recomputed from the stored recurrent state. Returns (loss, detached statistics)."""
     od = {"pos": mb["pos"], "supply": mb["supply"], "consumer_pos": mb["consumer_pos"], "demand": mb["demand"],
           "kinds": kinds}
-    state = {k: mb[k] for k in ("x_pi", "psi_pi", "x_v", "psi_v", "pos_msg", "valid")}
+    state = {k: mb[k] for k in model.initial_state(1, 1)}
     mean, log_std, value, _, aux = model.step(od, state, mb["S"])
     dist = Normal(mean, log_std.exp())
     new_logprob = dist.log_prob(mb["action"]).sum(-1)
     entropy = masked_mean(dist.entropy().sum(-1), mb["active"])
     losses = ppo_losses(new_logprob, mb["logprob"], normalize(mb["adv"], mb["active"]), value, mb["ret"],
                         a.clip_coef, mb["active"])
-    rows = mb["S"].sum(-1)
-    pen_pi = model.actor.contractivity_penalty(model.actor.contraction_rate(aux["f"], rows), a.margin) \
+    rows, cluster_rows = mb["S"].sum(-1), aux.get("cluster_rows")
+    pen_pi = model.actor.contractivity_penalty(model.actor.contraction_rate(aux["f"], rows, cluster_rows), a.margin) \
         if model.cfg.consensus else torch.zeros(())
-    pen_v = model.critic.contractivity_penalty(model.critic.contraction_rate(aux["f_v"], rows), a.margin) \
-        if model.cfg.consensus else torch.zeros(())
+    pen_v = model.critic.contractivity_penalty(model.critic.contraction_rate(aux["f_v"], rows, cluster_rows),
+                                               a.margin) if model.cfg.consensus else torch.zeros(())
     # eq. (14): J_pi + alpha Pi_pi and J_V + alpha Pi_V; both penalties >= 0, they only
     # ever push back toward the constraints of Theorem 1
     loss = (losses["pg_loss"] - a.ent_coef * entropy + a.alpha * pen_pi
@@ -203,17 +214,21 @@ WORLD_STATE = ("pos", "supply", "active", "consumer_pos", "need", "demand", "ass
                "fired", "t", "supply0", "need0", "random_discharge_step", "random_discharge_agent")
 
 
-def _initial_weights(path: str, args: Args) -> dict:
-    """The state dict of trainer output `path`, refused (one line) unless its networks are the ones
-    `args` builds: the same algo and sizes."""
-    model, ck = load_policy(path)
+def _initial_weights(path: str, model: torch.nn.Module, args: Args) -> dict:
+    """`model`'s state dict with the weights of trainer output `path`, refused (one line) unless
+    its networks are the ones `args` builds: the same algo and sizes (zero_s switches inputs off,
+    not weights). A flat model may start the hierarchical variant (`clusters`): the cluster
+    weights keep their initial values."""
+    theirs_model, ck = load_policy(path)
     theirs = ck.get("args", {})
-    keys = ("algo", "feature_dim", "state_dim", "hidden", "unfolds", "zero_s")
+    keys = ("algo", "feature_dim", "state_dim", "hidden", "unfolds")
     differ = [f"{k} {theirs.get(k)!r} vs {getattr(args, k)!r}" for k in keys
               if k in theirs and (tuple(theirs[k]) if k == "hidden" else theirs[k]) != getattr(args, k)]
+    if theirs.get("clusters", False) and not args.clusters:
+        differ.append("clusters True vs False")
     if differ:
         raise ValueError(f"init_from = {path}: other networks than this run's ({'; '.join(differ)})")
-    return model.state_dict()
+    return {**model.state_dict(), **theirs_model.state_dict()}
 
 
 class Trainer:
@@ -229,7 +244,7 @@ class Trainer:
         self.world = World(s, n_envs=args.num_envs, seed=args.seed)
         self.model = build_model(args, s.n_resources)
         if args.init_from:
-            self.model.load_state_dict(_initial_weights(args.init_from, args))
+            self.model.load_state_dict(_initial_weights(args.init_from, self.model, args))
         self.model.use_bf16(args.bf16)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
         self.state = self.model.initial_state(args.num_envs, s.n_agents)
@@ -282,7 +297,8 @@ class Trainer:
                 mean, log_std, value, new_state, aux = model.step(od, self.state, S)
                 action = mean + log_std.exp() * torch.randn_like(mean)
                 logprob = Normal(mean, log_std.exp()).log_prob(action).sum(-1)
-                contraction = model.actor.contraction_rate(aux["f"], S.sum(-1)) if model.cfg.consensus \
+                contraction = model.actor.contraction_rate(aux["f"], S.sum(-1), aux.get("cluster_rows")) \
+                    if model.cfg.consensus \
                     else torch.zeros(a.num_envs)
             for k in ("pos", "supply", "consumer_pos", "demand"):
                 put(k, od[k].clone())  # the world resets some tensors in place
@@ -318,7 +334,7 @@ class Trainer:
         adv, ret = gae(ro["reward"], ro["value"], dones, ro["last_value"], a.gamma, a.gae_lambda)
         T, B = ro["reward"].shape[:2]
         flat = lambda x: x.reshape(T * B, *x.shape[2:])  # noqa: E731
-        data = {k: flat(ro[k]) for k in MINIBATCH_KEYS}
+        data = {k: flat(ro[k]) for k in minibatch_keys(model)}
         data["adv"], data["ret"] = flat(adv), flat(ret)
         kinds = self.world.kinds
         stats: list[Tensor] = []
