@@ -71,9 +71,10 @@ def test_reproduce_scaling_small_writes_report_and_plot(tmp_path):
     assert (out / "README.md").read_text() == text
 
 
-def test_the_50_agent_training_scenario_is_the_sweeps_variant():
+@pytest.mark.parametrize("agents", [50, 100])
+def test_the_large_team_training_scenarios_are_the_sweeps_variants(agents):
     from lgtc_ros.sweep import variant
 
-    file = load_scenario(resolve_scenario("paper_50x4"))
-    swept = variant(load_scenario(resolve_scenario("paper_10x4")), 50, 4)
+    file = load_scenario(resolve_scenario(f"paper_{agents}x4"))
+    swept = variant(load_scenario(resolve_scenario("paper_10x4")), agents, 4)
     assert dataclasses.replace(file, name=swept.name, description=swept.description, source=swept.source) == swept
