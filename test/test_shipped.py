@@ -31,6 +31,8 @@ def test_models_dir_finds_the_shipped_models():
     ("scale_50x10", "lgtc_scale_50x10.pt"),
     ("scale_30x10", "lgtc_scale_50x10.pt"),  # M = 10: the fitting LGTC model
     ("scale_100x10", "lgtc_scale_50x10.pt"),
+    ("paper_100x4", "lgtc_scale_100x4.pt"),
+    ("paper_50x4", "lgtc_scale_100x4.pt"),  # M = 4: the closest team size (100, not 10)
 ])
 def test_the_model_for_each_scenario(name, model):
     assert default_model(scenario(name)) == models_dir() / model
@@ -55,7 +57,7 @@ def test_any_consumers_takes_the_closest_consumer_count():
     m8 = dataclasses.replace(scenario("scale_50x10"), n_consumers=8, name="scale_50x8")
     assert default_model(m8, any_consumers=True).name == "lgtc_scale_50x10.pt"  # M 10 vs 8, not 4
     m6 = dataclasses.replace(m8, n_consumers=6, name="scale_50x6")
-    assert default_model(m6, any_consumers=True).name == "lgtc_paper_10x4.pt"  # M 4 vs 6, not 10
+    assert default_model(m6, any_consumers=True).name == "lgtc_scale_100x4.pt"  # M 4 vs 6, not 10; N 100 vs 50, not 10
     assert default_model(scenario("scale_5x2"), any_consumers=True).name == "lgtc_discharge_5x3.pt"  # M 3 vs 4
     assert default_model(scenario("discharge_5x3"), any_consumers=True).name == "lgtc_discharge_5x3.pt"
 

@@ -8,7 +8,8 @@ kinds and consumer count fit the scenario:
   1. trained on this scenario or its training family: the scenario's name is the model's
      scenario (`meta["scenario"]["name"]`) or its training scenario (`meta["training"]["args"]
      ["scenario"]`), e.g. lgtc_discharge_5x3.pt (trained on discharge_train_5x3) for discharge_5x3;
-  2. any other, by file name.
+  2. any other, the one trained for the closest team size first (ratio of N), then by file
+     name: lgtc_scale_100x4.pt for a team of 50 with 4 consumers, lgtc_paper_10x4.pt for 20.
 With `any_consumers`, a consumer-count agnostic model trained for another M fits too (after the
 above, closest M first). When none fits, `NoShippedModel` says why each shipped model does not.
 
@@ -17,6 +18,7 @@ Reads only the JSON metadata: no torch, no trainer, cheap to import from a node.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,8 @@ class ShippedModel:
     """M it was trained for."""
     kinds: tuple[str, ...] = ()
     """The kind of each resource type, in order."""
+    n_agents: int = 0
+    """N of the scenario it was exported for (0 if the metadata does not say)."""
 
     @property
     def name(self) -> str:
@@ -97,10 +101,11 @@ def shipped_models(folder: str | Path | None = None) -> list[ShippedModel]:
                 continue
             m = int(meta["shapes"]["M"])
             kinds = tuple(str(r["kind"]) for r in meta["scenario"]["resources"])
+            agents = int(meta["scenario"].get("n_agents", 0))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             out.append(ShippedModel(pt, None, f"unreadable metadata {meta_path.name} ({type(exc).__name__})"))
             continue
-        out.append(ShippedModel(pt, meta, n_consumers=m, kinds=kinds))
+        out.append(ShippedModel(pt, meta, n_consumers=m, kinds=kinds, n_agents=agents))
     return out
 
 
@@ -129,7 +134,8 @@ def default_model(scenario: Scenario | str | Path, any_consumers: bool = False,
             why.append(f"{m.name}: trained for M={m.n_consumers} consumers, not {scenario.n_consumers}")
         else:
             family = 0 if own & m.scenario_names else 1
-            ranked.append(((abs(m.n_consumers - scenario.n_consumers), family, m.name), m.path))
+            team = abs(math.log(m.n_agents / scenario.n_agents)) if m.n_agents > 0 else math.inf
+            ranked.append(((abs(m.n_consumers - scenario.n_consumers), family, team, m.name), m.path))
     if ranked:
         return min(ranked)[1]
     found = "; ".join(why) if why else "none"
