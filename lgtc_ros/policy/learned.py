@@ -78,7 +78,6 @@ class LearnedPolicy:
         return vel * active[..., None]
 
 
-
 class ClusteredPolicy(LearnedPolicy):
     """The hierarchical variant (an `ActorCritic` with `clusters`), batched: the actor's mean
     action, with the recurrent state the trainer carries (`ActorCritic.initial_state`). As in

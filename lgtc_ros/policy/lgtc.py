@@ -78,8 +78,8 @@ class LGTCConfig:
     state of its own cluster (H x, a second consensus coupling A_h in the ODE and a query term),
     and, for every consumer m, the supply that the *other* members of m's cluster carry (the
     residual demand de_m - committed_m, a key term). Both are bounded per drone: 1 + M
-    messages whatever N. The new weights start at zero (A_h small), so a flat model loaded into
-    this variant starts as the flat policy."""
+    messages whatever N. The new weights start at zero and A_h small (its bound adds ~0.1 to the
+    leak), so a flat model loaded into this variant starts close to the flat policy."""
 
     @property
     def output_dim(self) -> int:
