@@ -27,7 +27,8 @@ def cluster_inputs(demand: Tensor, choice: Tensor, supply_msg: Tensor, valid: Te
     """
     m = demand.shape[-2]
     member = F.one_hot(choice.long(), m).to(demand.dtype) * valid[..., None]          # [B,N,M]
-    same = (member @ member.transpose(1, 2)) * (1.0 - torch.eye(member.shape[1], dtype=demand.dtype))
+    same = member @ member.transpose(1, 2)
+    same.diagonal(dim1=1, dim2=2).zero_()                                               # j != i
     h = same / same.sum(-1, keepdim=True).clamp_min(1.0)
     committed = member.transpose(1, 2) @ supply_msg                                     # [B,M,r]
     others = committed[:, None] - member[..., None] * supply_msg[:, :, None, :]         # [B,N,M,r]
@@ -75,17 +76,19 @@ class ActorCritic(nn.Module):
         self.bf16_heads = self.actor.bf16_sets = self.critic.bf16_sets = bool(on)
         return self
 
-    def initial_state(self, batch: int, agents: int) -> dict[str, Tensor]:
+    def state_keys(self) -> tuple[str, ...]:
         """Per-agent tensors carried across steps: each net's state x and last message Psi, the
         position sent with the last message and whether a message was sent yet (0 after reset);
         clusters: also the choice and supply sent with it."""
-        f, g = self.cfg.state_dim, self.cfg.feature_dim
-        z = lambda d: torch.zeros(batch, agents, d)  # noqa: E731
-        state = {"x_pi": z(f), "psi_pi": z(g), "x_v": z(f), "psi_v": z(g), "pos_msg": z(2),
-                 "valid": torch.zeros(batch, agents)}
-        if self.cfg.clusters:
-            state.update(choice=torch.zeros(batch, agents), supply_msg=z(self.cfg.n_resources))
-        return state
+        flat = ("x_pi", "psi_pi", "x_v", "psi_v", "pos_msg", "valid")
+        return (*flat, "choice", "supply_msg") if self.cfg.clusters else flat
+
+    def initial_state(self, batch: int, agents: int) -> dict[str, Tensor]:
+        """Zeros for every `state_keys()` entry, [batch, agents, width]."""
+        f, g, r = self.cfg.state_dim, self.cfg.feature_dim, self.cfg.n_resources
+        width = {"x_pi": f, "psi_pi": g, "x_v": f, "psi_v": g, "pos_msg": 2, "supply_msg": r}
+        return {k: torch.zeros(batch, agents, width[k]) if k in width else torch.zeros(batch, agents)
+                for k in self.state_keys()}
 
     @staticmethod
     def _local_inputs(obs: dict[str, Tensor]) -> tuple[Tensor, ...]:
@@ -110,25 +113,25 @@ class ActorCritic(nn.Module):
         Returns (mean [B,N,2], log_std [B,N,2], x_new, psi, aux)."""
         x, psi_prev = state["x_pi"], state["psi_pi"]
         y, x_new, psi, aux = self.actor.core(*self._local_inputs(obs), x, S @ psi_prev, S @ x, crowd,
-                                             *self._cluster_args(clusters, x))
+                                             **self._cluster_args(clusters, x))
         out = self._head(self.actor_head, y)
         mean = torch.tanh(out[..., :2]) if self.head_cfg.squash else out[..., :2]
         return mean, out[..., 2:].clamp(LOG_STD_MIN, LOG_STD_MAX), x_new, psi, aux
 
     @staticmethod
-    def _cluster_args(clusters: tuple[Tensor, Tensor] | None, x: Tensor) -> tuple:
-        """core()'s trailing (consts, agg_cx, cluster_feat) for the hierarchical variant, else ()."""
+    def _cluster_args(clusters: tuple[Tensor, Tensor] | None, x: Tensor) -> dict[str, Tensor]:
+        """core()'s cluster inputs for the hierarchical variant (none for the flat cell)."""
         if clusters is None:
-            return ()
+            return {}
         h, feat = clusters
-        return None, h @ x, feat
+        return {"agg_cx": h @ x, "cluster_feat": feat}
 
     def critic_step(self, obs: dict[str, Tensor], state: dict[str, Tensor], S: Tensor, crowd: Tensor,
                     clusters: tuple[Tensor, Tensor] | None = None):
         """Batched value [B,N], new state, message, aux."""
         x, psi_prev = state["x_v"], state["psi_v"]
         y, x_new, psi, aux = self.critic.core(*self._local_inputs(obs), x, S @ psi_prev, S @ x, crowd,
-                                              *self._cluster_args(clusters, x))
+                                              **self._cluster_args(clusters, x))
         if self.head_cfg.value == "vector":  # V = sum_m Xi_m V_m, V_m from consumer m's key
             keys = aux["keys"]
             rest = torch.cat([aux["delta"], obs["pos"], crowd], -1).unsqueeze(-2).expand(list(keys.shape[:-1]) + [-1])

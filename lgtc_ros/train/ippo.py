@@ -176,7 +176,7 @@ hierarchical variant's extra recurrent state: `minibatch_keys`)."""
 
 def minibatch_keys(model) -> tuple[str, ...]:
     """MINIBATCH_KEYS plus whatever else `model` carries from step to step."""
-    return MINIBATCH_KEYS + tuple(k for k in model.initial_state(1, 1) if k not in MINIBATCH_KEYS)
+    return MINIBATCH_KEYS + tuple(k for k in model.state_keys() if k not in MINIBATCH_KEYS)
 
 
 def minibatch_loss(model, mb: dict[str, Tensor], kinds: Tensor, a: Args) -> tuple[Tensor, dict[str, Tensor]]:
@@ -184,7 +184,7 @@ def minibatch_loss(model, mb: dict[str, Tensor], kinds: Tensor, a: Args) -> tupl
     nets recomputed from the stored recurrent state. Returns (loss, detached statistics)."""
     od = {"pos": mb["pos"], "supply": mb["supply"], "consumer_pos": mb["consumer_pos"], "demand": mb["demand"],
           "kinds": kinds}
-    state = {k: mb[k] for k in model.initial_state(1, 1)}
+    state = {k: mb[k] for k in model.state_keys()}
     mean, log_std, value, _, aux = model.step(od, state, mb["S"])
     dist = Normal(mean, log_std.exp())
     new_logprob = dist.log_prob(mb["action"]).sum(-1)
