@@ -704,15 +704,11 @@ def run_train(args) -> int:
     out = Path(args.out)
     if args.resume and args.force:
         raise SystemExit("lgtc: --resume continues the run in --out, --force starts it over: pass one of them")
-    if args.resume and args.algo in ("vdn", "qmix"):
-        raise SystemExit(f"lgtc: --resume is not supported for {args.algo} (off-policy replay is not checkpointed)")
     stored = _stored_run(out) if args.resume else None
     algo = args.algo or (stored or TRAIN_DEFAULTS)["algo"]
     if algo in ("vdn", "qmix"):  # the SAC-based value-decomposition peers
         from lgtc_ros.train.sac_mix import SacArgs as Args
-        from lgtc_ros.train.sac_mix import train as sac_train
-
-        train = lambda a, resume, show_progress, force: sac_train(a, show_progress, force)  # noqa: E731
+        from lgtc_ros.train.sac_mix import train
     elif algo == "hrl-grouping":  # the hierarchical grouping peer (option-critic + centralized DeepSets critic)
         from lgtc_ros.train.hrl import Args, train
     else:
@@ -754,12 +750,6 @@ def _stored_run(out: Path) -> dict:
     from lgtc_ros.policy.checkpoint import load_checkpoint
 
     if not (out / "checkpoint.pt").exists():
-        try:
-            algo = json.loads((out / "config.json").read_text()).get("algo")
-        except (OSError, ValueError, AttributeError):
-            algo = None
-        if algo in ("vdn", "qmix"):
-            raise SystemExit(f"lgtc: --resume is not supported for {algo} (off-policy replay is not checkpointed)")
         if (out / "train_log.csv").exists():
             raise SystemExit(f"lgtc: --resume: {out} holds a training log but no checkpoint (the run stopped before "
                              f"its first checkpoint): nothing to resume; start over with --force (without --resume)")
@@ -977,7 +967,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algo", default=None, choices=["lgtc-ippo", "ippo", "momappo", "vdn", "qmix", "hrl-grouping"],
                    help="lgtc-ippo: LGTC with the consensus state and the contractivity penalty (the paper); "
                    "ippo: vanilla IPPO, no state; momappo: attention-weighted consumer features, a value per "
-                   "consumer; vdn, qmix: SAC-adapted value decomposition (no --resume); hrl-grouping: "
+                   "consumer; vdn, qmix: SAC-adapted value decomposition; hrl-grouping: "
                    "hierarchical option-critic grouping with a centralized DeepSets critic "
                    "(default: lgtc-ippo; with --resume: the run's)")
     p.add_argument("--scenario", default=None,

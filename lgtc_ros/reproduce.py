@@ -17,7 +17,8 @@ Settings:
 - the PPO family (LGTC-IPPO, IPPO, MOMAPPO) trains with the fast recipe (docs/training/README.md:
   minibatch 256, learning rate 8e-4, bf16), the same for all three; the hierarchical peer with
   its own defaults; VDN and QMIX at the paper's update ratio, one gradient step per (vector)
-  environment step (`update_every=1`: ~2 h per run on one core here, 8x the shipped runs');
+  environment step (`update_every=1`, 8x the shipped runs'), with bf16 hidden layers: ~1.5 h
+  per run on one core here, checkpointed with their replay so they resume like the others;
 - every final policy is evaluated on the same episodes (`paper_10x4`, seed 1000), so methods
   compare pairwise episode by episode.
 """
@@ -63,10 +64,10 @@ FIG3 = (
     Method("IPPO", "ippo", RECIPE),
     Method("MOMAPPO", "momappo", RECIPE),
     Method("HRL", "hrl-grouping"),
-    Method("VDN", "vdn", ("update_every=1",)),
-    Method("QMIX", "qmix", ("update_every=1",)),
+    Method("VDN", "vdn", ("update_every=1", "bf16=true")),
+    Method("QMIX", "qmix", ("update_every=1", "bf16=true")),
 )
-OFF_POLICY = ("vdn", "qmix")  # no resume: a run either finished or starts over
+OFF_POLICY = ("vdn", "qmix")  # fewer seeds at the full budget (budget.off_policy_seeds)
 
 
 @dataclass(frozen=True)
@@ -133,11 +134,11 @@ def trained_steps_of(log_path: Path) -> int:
 
 def train(run: Run, runs_dir: Path, log: Callable[[str], None] = print) -> Path:
     """Train `run` into `runs_dir/run.name` unless done: a finished run of at least `run.steps` is
-    kept, an interrupted or shorter PPO-family run resumes, an unfinished off-policy run restarts."""
+    kept, an interrupted or shorter one resumes from its checkpoint."""
     folder = runs_dir / run.name
     if finished(run, runs_dir):
         return folder
-    resumable = run.method.algo not in OFF_POLICY and (folder / "checkpoint.pt").exists()
+    resumable = (folder / "checkpoint.pt").exists()
     cmd = run.train_command(folder, resume=resumable)
     if not resumable and folder.exists():
         cmd.append("--force")  # a run that stopped before its first checkpoint, or an off-policy one

@@ -2,6 +2,7 @@
 a short seeded VDN run learns, and the saved policy flies through the IPPO export path."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -14,15 +15,16 @@ from lgtc_ros.policy.export import export, load
 from lgtc_ros.policy.learned import LearnedPolicy
 from lgtc_ros.scenario import load_scenario, resolve_scenario
 from lgtc_ros.train.ippo import load_policy
+from lgtc_ros.train.runner import read_csv
 from lgtc_ros.train.sac_mix import Mixer, SacArgs, SacTrainer, team_value
 
 SMALL = load_scenario(resolve_scenario("scale_5x2"))
 
 
 def args(tmp_path, algo, steps, **kw) -> SacArgs:
-    return SacArgs(algo=algo, scenario="scale_5x2", total_steps=steps, num_envs=16, batch_size=64, buffer_size=8000,
-                   learning_starts=320, feature_dim=16, hidden=(64, 64), out=str(tmp_path / algo), log_every=50,
-                   threads=1, learning_rate=1e-3, **kw)
+    return SacArgs(**{"algo": algo, "scenario": "scale_5x2", "total_steps": steps, "num_envs": 16, "batch_size": 64,
+                      "buffer_size": 8000, "learning_starts": 320, "feature_dim": 16, "hidden": (64, 64),
+                      "out": str(tmp_path / algo), "log_every": 50, "threads": 1, "learning_rate": 1e-3, **kw})
 
 
 def test_qmix_mixer_is_monotonic_and_vdn_sums_flying_agents():
@@ -67,7 +69,7 @@ def test_short_run_learns_and_exports(tmp_path, algo):
         assert learned.returns.mean() > rand.returns.mean() + 0.2, (learned.returns.mean(), rand.returns.mean())
 
 
-def test_cli_trains_the_sac_peers_and_refuses_resume(tmp_path):
+def test_cli_trains_the_sac_peers_and_extends_them_by_resuming(tmp_path):
     from lgtc_ros.cli import main
 
     out = tmp_path / "q"
@@ -76,7 +78,45 @@ def test_cli_trains_the_sac_peers_and_refuses_resume(tmp_path):
     assert (out / "policy.pt").is_file()
     config = json.loads((out / "config.json").read_text())  # every --set applies, repeated or not
     assert (config["num_envs"], config["feature_dim"], config["hidden"]) == (16, 16, [32, 32])
-    with pytest.raises(SystemExit, match="resume"):
+    assert main(["train", "--out", str(out), "--steps", "640", "--resume", "--quiet"]) == 0
+    assert [int(r["env_steps"]) for r in read_csv(out / "train_log.csv")][-1] == 640
+    with pytest.raises(SystemExit, match="no run to continue"):
         main(["train", "--algo", "vdn", "--out", str(tmp_path / "v"), "--resume", "--quiet"])
+    with pytest.raises(SystemExit, match="other settings"):
+        main(["train", "--out", str(out), "--steps", "960", "--resume", "--quiet", "--set", "batch_size=32"])
     with pytest.raises(SystemExit, match="already holds a run"):
         main(["train", "--algo", "qmix", "--scenario", "scale_5x2", "--steps", "320", "--out", str(out), "--quiet"])
+
+
+def test_an_interrupted_run_resumes_to_the_bit(tmp_path):
+    """SIGINT mid-run (between two log rows, after learning began) saves the replay, the random
+    streams and the log block in progress: the resumed run ends with the weights and the log of
+    the run that was never stopped."""
+    import os
+    import signal
+
+    from lgtc_ros.train.sac_mix import train
+
+    def run(name):
+        return dataclasses.replace(args(tmp_path, "qmix", 960, log_every=10, checkpoint_every=2, bf16=True),
+                                   out=str(tmp_path / name))
+
+    assert SacTrainer(run("whole")).run() == "done"
+    stopped = SacTrainer(run("stopped"))
+    calls = []
+
+    def interrupt(n):
+        calls.append(n)
+        if len(calls) == 25:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    assert stopped.run(on_step=interrupt) == "interrupted"
+    assert stopped.env_steps == 25 * 16 and stopped.updates > 0
+    assert train(run("stopped"), resume=True, show_progress=False) == "done"
+    whole = torch.load(tmp_path / "whole" / "policy.pt", weights_only=False)["model"]
+    resumed = torch.load(tmp_path / "stopped" / "policy.pt", weights_only=False)["model"]
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    timing = ("wall_s", "sps_env")
+    rows = [[{k: v for k, v in r.items() if k not in timing} for r in read_csv(tmp_path / n / "train_log.csv")]
+            for n in ("whole", "stopped")]
+    assert rows[0] == rows[1] and len(rows[0]) == 6

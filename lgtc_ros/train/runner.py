@@ -159,9 +159,10 @@ class CsvLog:
         with self.path.open("a", newline="") as fh:
             csv.writer(fh).writerow([_fmt(row.get(k, "")) for k in self.fields])
 
-    def truncate_after(self, update: int) -> None:
-        """On resume: drop rows logged after the checkpoint (they will be produced again).
-        Rewritten under a temporary name and renamed: a kill meanwhile keeps the old log."""
+    def truncate_after(self, update: int, key: str = "update") -> None:
+        """On resume: drop rows logged after the checkpoint (they will be produced again), the
+        checkpoint's position given as the column `key`. Rewritten under a temporary name and
+        renamed: a kill meanwhile keeps the old log."""
         from lgtc_ros.outputs import temp_name
 
         rows = read_csv(self.path)
@@ -172,7 +173,7 @@ class CsvLog:
                 out.writerow(self.fields)
                 for row in rows:
                     try:
-                        if int(float(row["update"])) <= update:
+                        if int(float(row[key])) <= update:
                             out.writerow([row.get(k, "") for k in self.fields])
                     except (TypeError, ValueError):  # a row cut short by a kill
                         continue
