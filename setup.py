@@ -44,6 +44,7 @@ setup(
         "pettingzoo>=1.24",
         "rosbags>=0.11",
         "cflib>=0.1.30",  # direct Crazyflie links (lgtc_ros/cflib_link.py), no ROS needed
+        "numba>=0.59",  # the simulator's fused distance kernels (lgtc_ros/world/kernels.py)
     ],
     # peers: other simulators `lgtc bench --only sim` steps beside ours (VMAS pulls gym 0.26 and pyglet 1.5,
     # both pure Python; it reuses the torch installed here)

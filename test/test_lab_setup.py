@@ -35,8 +35,9 @@ ROSDEP = {  # keys present in ros/rosdistro rosdep/python.yaml (Debian/Ubuntu pa
     "matplotlib": "python3-matplotlib", "tqdm": "python3-tqdm", "pytest": "python3-pytest",
     "hypothesis": "python3-hypothesis",
 }
-PIP_ONLY = {  # no rosdep key: python3-pytorch-pip and python3-cvxpy-pip are end-of-life, the rest never had one
-    "torch", "cvxpy", "PySCIPOpt", "osqp", "gymnasium", "pettingzoo", "rosbags", "cflib",
+PIP_ONLY = {  # no rosdep key: python3-pytorch-pip and python3-cvxpy-pip are end-of-life, python3-numba has
+    # Ubuntu entries for bionic and focal only (none for Jazzy's noble), the rest never had one
+    "torch", "cvxpy", "PySCIPOpt", "osqp", "gymnasium", "pettingzoo", "rosbags", "cflib", "numba",
 }
 
 

@@ -171,7 +171,8 @@ def reference_step(w: World, action: torch.Tensor) -> dict[str, torch.Tensor]:
                                         ("discharge_train_5x3", 0.0)])
 def test_step_equals_the_kept_reference_step(name, grow, sparse_below, monkeypatch):
     """Random states and actions, agents parked on consumers, assignments changed in place and
-    replaced, agents landing: the step's state is the reference's bit for bit, the terms to 1e-6."""
+    replaced, agents landing: the step's state is the reference's bit for bit, the distances to
+    the last bit, the terms to 1e-6."""
     import lgtc_ros.world.env as env
 
     monkeypatch.setattr(env, "SPARSE_BELOW", sparse_below)
@@ -198,6 +199,8 @@ def test_step_equals_the_kept_reference_step(name, grow, sparse_below, monkeypat
                 out.info[key] if key in out.info else out.obs.neighbours if key == "neighbours" else getattr(w, key))
             if key.startswith("term_"):
                 torch.testing.assert_close(got, value, rtol=1e-6, atol=1e-6, msg=f"{key} at step {k}")
+            elif key == "pair_dist":  # the fused kernel's sqrt(dx*dx + dy*dy) vs cdist: the last bit
+                torch.testing.assert_close(got, value, rtol=0, atol=3e-7, msg=f"{key} at step {k}")
             else:
                 assert torch.equal(got, value), f"{key} at step {k}"
         assert torch.allclose(out.reward, sum(want[f"term_{t}"] for t in TERMS), atol=1e-5)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from lgtc_ros.scenario import Scenario
+from lgtc_ros.world import kernels
 from lgtc_ros.world import resources as res
 from lgtc_ros.world.observation import Observation
 from lgtc_ros.world.rewards import TERMS
@@ -195,19 +196,11 @@ class World:
         self.pos = (self.pos + vel * s.dt).clamp(-1.0, 1.0)
         b, m = self.n_envs, s.n_consumers
 
-        # who is at which consumer (res.membership)
-        dist = torch.cdist(self.pos, self.consumer_pos, compute_mode="donot_use_mm_for_euclid_dist")  # [B,N,M]
-        if s.consumer_radius_demand_scale == 0.0:
-            # one radius R for all: the nearest consumer within R is the nearest one, if within R
-            nearest, idx = dist.min(-1)
-            inside = nearest <= s.consumer_radius
-        else:
-            radii = res.consumer_radii(s.consumer_radius, s.consumer_radius_demand_scale, self.demand)
-            nearest, idx = dist.masked_fill(dist > radii[:, None, :], torch.inf).min(-1)
-            inside = torch.isfinite(nearest)
-        if not all_active:
-            inside = inside & active
-        at = torch.where(inside, idx, m)
+        # who is at which consumer (res.membership, fused)
+        radii = k.radii if s.consumer_radius_demand_scale == 0.0 else \
+            res.consumer_radii(s.consumer_radius, s.consumer_radius_demand_scale, self.demand)
+        at = kernels.membership(self.pos, self.consumer_pos, radii, active)
+        inside = at < m
         # each agent's consumer as a row of the [B*(M+1), ...] views below (row M of an env: none)
         slot = (at + k.env_base).view(-1)
         r = k.r
@@ -265,11 +258,10 @@ class World:
         self.demand = torch.where(k.pers_mr_bool, self.need - covered, self.need).clamp_min(0.0)
 
         target, inside_target = self._assigned_targets(at)
-        pair_dist = self._pair_dist()
-        neighbours = self._neighbours(pair_dist, active, all_active)
+        pair_dist, neighbours, close = kernels.pairwise(self.pos, active, s.comm_radius, s.rewards.collision_distance)
         self._graph_cache = ((self.pos, self.pos._version, self.active, self.active._version), neighbours)
-        terms = self._reward_terms(pos_prev, target, inside_target, released_sum, covering, completed, neighbours,
-                                   pair_dist, attended, demand_prev, active, all_active)
+        terms = self._reward_terms(pos_prev, target, inside_target, released_sum, covering, completed, close,
+                                   attended, demand_prev, active, all_active)
         self.t += 1
         reward = terms[TERMS[0]]
         for name in TERMS[1:]:
@@ -289,22 +281,13 @@ class World:
         if cached is not None and all(a is b if isinstance(a, Tensor) else a == b for a, b in zip(cached[0], key)):
             neighbours = cached[1]
         else:
-            neighbours = self._neighbours(self._pair_dist(), self.active, bool(self.active.all()))
+            _, neighbours, _ = kernels.pairwise(self.pos, self.active, self.scenario.comm_radius,
+                                                self.scenario.rewards.collision_distance)
         return Observation(self.pos, self.supply, self.consumer_pos, self.demand, self.kinds, neighbours,
                            self.active)
 
-    def _pair_dist(self) -> Tensor:
-        """|p_i - p_j| [B,N,N]."""
-        return torch.cdist(self.pos, self.pos, compute_mode="donot_use_mm_for_euclid_dist")
-
-    def _neighbours(self, pair_dist: Tensor, active: Tensor, all_active: bool) -> Tensor:
-        """`observation.neighbour_mask` from the distances: within C, not itself, both active."""
-        out = pair_dist <= self.scenario.comm_radius
-        out.diagonal(dim1=1, dim2=2).fill_(False)
-        return out if all_active else out & active[:, :, None] & active[:, None, :]
-
-    def _reward_terms(self, pos_prev, target, inside_target, released_sum, covering, completed, neighbours,
-                      pair_dist, attended, demand_prev, active, all_active) -> dict[str, Tensor]:
+    def _reward_terms(self, pos_prev, target, inside_target, released_sum, covering, completed, close, attended,
+                      demand_prev, active, all_active) -> dict[str, Tensor]:
         """`rewards.hybrid_reward` on this step's by-products (same terms, to float rounding)."""
         g, k = self.scenario.rewards, self._masks()
         ftype = self.pos.dtype
@@ -312,15 +295,6 @@ class World:
         step = (pos_prev - self.pos) * (pos_prev + self.pos).sub_(target, alpha=2.0)
         assign = torch.mv(step.view(-1, 2), k.progress_2).view(inside_target.shape).masked_fill_(
             inside_target, g.assignment_inside)
-        close = torch.addcmul(k.collision_d2, pair_dist, pair_dist, value=-1.0).clamp_min_(0.0)
-        if all_active and k.collision_inside_comm:
-            # pairs closer than d_c are neighbours, but for i == j: its term (d_c^2, the distance
-            # being exactly 0) is taken off the sum rather than zeroed in the [B,N,N] matrix
-            collision = torch.addmv(k.collision_self, close.view(-1, close.shape[-1]), k.collision_n)
-        else:
-            close = close * neighbours
-            collision = torch.mv(close.view(-1, close.shape[-1]), k.collision_n)
-        collision = collision.view(close.shape[:2])
         if bool(completed.any()):
             earned = (self.contributed & completed[:, None, :]).any(-1) * g.subteam_completion
         else:
@@ -333,7 +307,7 @@ class World:
             "instantaneous_release": g.instantaneous_release * released_sum,
             "persistent_cover": covering * g.persistent_cover,
             "subteam_completion": earned,
-            "collision": collision,
+            "collision": close * -g.collision,
             "all_covered": (everyone * g.all_covered)[:, None].expand_as(assign).contiguous(),
             "demand_reduction": (g.demand_reduction * reduced)[:, None].expand_as(assign).contiguous(),
         }
@@ -494,10 +468,7 @@ class _Masks:
     ones_r: Tensor
     ones_mr: Tensor
     progress_2: Tensor      # [2] the gain of rw_id's progress
-    collision_n: Tensor     # [N] -gain of the collision term
-    collision_d2: Tensor    # [] d_c^2
-    collision_self: Tensor  # [B*N] gain * d_c^2: the i == j term the sum over j takes off
-    collision_inside_comm: bool  # d_c < C: every pair closer than d_c is a neighbour (but i == j)
+    radii: Tensor           # [B,M] R_m, when it does not grow with demand
     # scratch, overwritten every step (nothing `step` returns aliases them)
     sums_r: Tensor          # [B*(M+1), r]
     sums_1: Tensor          # [B*(M+1)]
@@ -519,10 +490,7 @@ class _Masks:
             onehot=torch.eye(m + 1, dtype=torch.bool, device=dev)[:, :m].contiguous(),
             ones_r=torch.ones(r, device=dev), ones_mr=torch.ones(m * r, device=dev),
             progress_2=torch.full((2,), s.rewards.assignment_progress, device=dev),
-            collision_n=torch.full((n,), -s.rewards.collision, device=dev),
-            collision_d2=torch.tensor(s.rewards.collision_distance**2, device=dev),
-            collision_self=torch.full((b * n,), s.rewards.collision * s.rewards.collision_distance**2, device=dev),
-            collision_inside_comm=s.rewards.collision_distance < s.comm_radius * (1 - 1e-6),
+            radii=torch.full((b, m), s.consumer_radius, device=dev),
             sums_r=torch.zeros(b * (m + 1), r, device=dev), sums_1=torch.zeros(b * (m + 1), device=dev),
             need_pad=torch.zeros(b, m + 1, r, device=dev), wanted_pad=torch.zeros(b, m + 1, r, device=dev),
         )

@@ -49,13 +49,17 @@ def subteam_completion(gain: float, completed: Tensor, contributed: Tensor) -> T
     return gain * earned.to(float_dtype(earned))
 
 
-def collision(gain: float, distance: float, pair_dist: Tensor, neighbours: Tensor) -> Tensor:
-    """sum_j rw_ij = -gain * sum_j max(0, d_c^2 - |p_i - p_j|^2) over neighbours j.
+def close_pairs(distance: float, pair_dist: Tensor, neighbours: Tensor) -> Tensor:
+    """sum_j max(0, d_c^2 - |p_i - p_j|^2) over neighbours j [B,N]: the collision term before its gain.
 
     pair_dist [B,N,N] distances |p_i - p_j|, neighbours [B,N,N] bool.
     """
-    close = (distance**2 - pair_dist.square()).clamp_min(0.0) * neighbours
-    return -gain * close.sum(-1)
+    return ((distance**2 - pair_dist.square()).clamp_min(0.0) * neighbours).sum(-1)
+
+
+def collision(gain: float, distance: float, pair_dist: Tensor, neighbours: Tensor) -> Tensor:
+    """sum_j rw_ij = -gain * sum_j max(0, d_c^2 - |p_i - p_j|^2) over neighbours j."""
+    return -gain * close_pairs(distance, pair_dist, neighbours)
 
 
 def all_covered(gain: float, attended: Tensor, has_need: Tensor, active: Tensor) -> Tensor:
