@@ -47,11 +47,12 @@ def test_tanh_log_density_matches_a_change_of_variables(tmp_path):
     assert torch.allclose(logp, want, atol=1e-4) and action.abs().max() < 1
 
 
-@pytest.mark.parametrize("algo", ["vdn", "qmix"])
-def test_short_run_learns_and_exports(tmp_path, algo):
+@pytest.mark.parametrize("algo, bf16", [("vdn", False), ("vdn", True), ("qmix", False)])
+def test_short_run_learns_and_exports(tmp_path, algo, bf16):
+    """VDN learns, in fp32 and with bf16 hidden layers; QMIX runs the same loop, briefly."""
     torch.manual_seed(0)
-    steps = 12800 if algo == "vdn" else 640  # one learning check; QMIX runs the same loop, briefly
-    assert SacTrainer(args(tmp_path, algo, steps)).run() == "done"
+    steps = 12800 if algo == "vdn" else 640
+    assert SacTrainer(args(tmp_path, algo, steps, bf16=bf16)).run() == "done"
     for name in ("policy.pt", "critics.pt", "train_log.csv", "learning_curve.png", "config.json"):
         assert (tmp_path / algo / name).stat().st_size > 0
     model, _ = load_policy(tmp_path / algo / "policy.pt")
