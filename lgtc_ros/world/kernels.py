@@ -95,8 +95,16 @@ def _kernels() -> dict:
     if not _compiled:
         from numba import njit
 
-        _compiled["pairwise"] = njit(cache=True, nogil=True)(_pairwise_loops)
-        _compiled["membership"] = njit(cache=True, nogil=True)(_membership_loops)
+        pair = njit(cache=True, nogil=True)(_pairwise_loops)
+        member = njit(cache=True, nogil=True)(_membership_loops)
+        # both specializations now (the dtypes and layouts of every later call), so a node's first
+        # membership call in the mission does not stall a tick loading or compiling it
+        f32, one = np.float32, np.ones((1, 1), np.bool_)
+        pair(np.zeros((1, 1, 2), f32), one, f32(1.0), f32(1.0), np.empty((1, 1, 1), f32),
+             np.empty((1, 1, 1), np.bool_), np.empty((1, 1), f32))
+        member(np.zeros((1, 1, 2), f32), np.zeros((1, 1, 2), f32), np.ones((1, 1), f32), one,
+               np.empty((1, 1), np.int64))
+        _compiled.update(pairwise=pair, membership=member)
     return _compiled
 
 
