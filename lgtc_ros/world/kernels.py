@@ -93,7 +93,10 @@ def _kernels() -> dict:
     """The loops above compiled by numba (or loaded from its cache) on first use: importing
     numba costs ~0.3 s, which processes that never step a World should not pay."""
     if not _compiled:
-        from numba import njit
+        try:
+            from numba import njit
+        except ImportError as exc:  # a venv built before numba joined the requirements
+            raise ImportError(f"the simulator needs numba: pip install 'numba>=0.59' ({exc})") from exc
 
         pair = njit(cache=True, nogil=True)(_pairwise_loops)
         member = njit(cache=True, nogil=True)(_membership_loops)
