@@ -7,7 +7,7 @@ One line per item, each with what to do when it is not fine:
     [FAIL] OSQP: No module named 'osqp' -> pip install osqp (the CBF safety filter's solver)
 
 Levels: an item *needed for simulation* (`lgtc sim/train/eval`, the simulated ROS graph: torch,
-the solvers, the shipped models, rclpy) fails; an item only a full ROS 2 install or the hardware
+the simulator's numba kernels, the solvers, the shipped models, rclpy) fails; an item only a full ROS 2 install or the hardware
 needs (`ros2 launch`, `crazyflie_interfaces`, cflib, a Crazyradio) warns. `main` returns 0 when
 nothing failed, 1 otherwise. Nothing here opens a radio or writes to a device: the Crazyradio
 check only reads USB descriptors (/sys, or libusb enumeration, or `lsusb`).
@@ -131,6 +131,22 @@ def check_osqp() -> Check:
     if abs(x - 0.5) > 1e-3:
         return Check("OSQP", FAIL, f"a 1-variable QP came back {x}, not 0.5", "reinstall osqp")
     return Check("OSQP", OK, f"{_version(osqp)}, solves")
+
+
+def check_numba() -> Check:
+    """The simulator's fused kernels (`world/kernels.py`): numba imports, and they run."""
+    try:
+        numba = _import("numba")
+        torch = _import("torch")
+        kernels = _import("lgtc_ros.world.kernels")
+        dist, nb, _ = kernels.pairwise(torch.tensor([[[0.0, 0.0], [0.3, 0.4]]]), torch.ones(1, 2, dtype=torch.bool),
+                                       1.0, 0.6)
+        right = abs(float(dist[0, 0, 1]) - 0.5) < 1e-6 and bool(nb[0, 0, 1])
+    except Exception as exc:  # noqa: BLE001
+        return Check("numba", FAIL, _error(exc), "pip install 'numba>=0.59' (the simulator's fused distance kernels)")
+    if not right:
+        return Check("numba", FAIL, "two drones 0.5 apart came back otherwise", "reinstall numba and llvmlite")
+    return Check("numba", OK, f"{_version(numba)}, the simulator's kernels run")
 
 
 def check_cvxpy() -> Check:
@@ -289,7 +305,7 @@ def check_cflib() -> list[Check]:
 
 def run_checks() -> list[Check]:
     """Every item, in the order printed."""
-    return [check_torch(), check_scip(), check_osqp(), check_cvxpy(), *check_models(), check_rclpy(),
+    return [check_torch(), check_numba(), check_scip(), check_osqp(), check_cvxpy(), *check_models(), check_rclpy(),
             check_launch(), check_crazyflie_interfaces(), *check_cflib()]
 
 

@@ -35,9 +35,9 @@ def no_models_loaded(monkeypatch):
 def test_this_installation_is_ready_to_simulate(capsys):
     assert main(["doctor"]) == 0
     got = lines(capsys)
-    assert {"torch", "SCIP (pyscipopt)", "OSQP", "cvxpy", "shipped models", "rclpy", "ros2 / launch_ros",
+    assert {"torch", "numba", "SCIP (pyscipopt)", "OSQP", "cvxpy", "shipped models", "rclpy", "ros2 / launch_ros",
             "crazyflie_interfaces", "cflib", "Crazyradio"} <= set(got)
-    for item in ("torch", "SCIP (pyscipopt)", "OSQP", "shipped models", "rclpy"):
+    for item in ("torch", "numba", "SCIP (pyscipopt)", "OSQP", "shipped models", "rclpy"):
         assert got[item].startswith("[ok]"), got[item]
     assert "threads" in got["torch"] or "thread " in got["torch"]
     assert "load from" in got["shipped models"]
@@ -45,8 +45,8 @@ def test_this_installation_is_ready_to_simulate(capsys):
         assert line.startswith("[ok]") or " -> " in line, line
 
 
-@pytest.mark.parametrize("module, item", [("torch", "torch"), ("pyscipopt", "SCIP (pyscipopt)"), ("osqp", "OSQP"),
-                                          ("cvxpy", "cvxpy"), ("rclpy", "rclpy")])
+@pytest.mark.parametrize("module, item", [("torch", "torch"), ("numba", "numba"), ("pyscipopt", "SCIP (pyscipopt)"),
+                                          ("osqp", "OSQP"), ("cvxpy", "cvxpy"), ("rclpy", "rclpy")])
 def test_a_missing_simulation_dependency_fails_with_what_to_do(monkeypatch, capsys, no_models_loaded, module, item):
     broken(monkeypatch, module)
     assert main(["doctor"]) == 1
