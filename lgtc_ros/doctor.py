@@ -7,8 +7,9 @@ One line per item, each with what to do when it is not fine:
     [FAIL] OSQP: No module named 'osqp' -> pip install osqp (the CBF safety filter's solver)
 
 Levels: an item *needed for simulation* (`lgtc sim/train/eval`, the simulated ROS graph: torch,
-the simulator's numba kernels, the solvers, the shipped models, rclpy) fails; an item only a full ROS 2 install or the hardware
-needs (`ros2 launch`, `crazyflie_interfaces`, cflib, a Crazyradio) warns. `main` returns 0 when
+the simulator's numba kernels, the solvers, the shipped models, rclpy) fails; an item only a full
+ROS 2 install or the hardware needs (`ros2 launch`, `crazyflie_interfaces`, cflib, a Crazyradio)
+warns. `main` returns 0 when
 nothing failed, 1 otherwise. Nothing here opens a radio or writes to a device: the Crazyradio
 check only reads USB descriptors (/sys, or libusb enumeration, or `lsusb`).
 
