@@ -69,7 +69,8 @@ class SacArgs:
     """Gradient steps per update round."""
     update_every: int = 1
     """Vectorized env steps (num_envs env-steps each) between update rounds. At Table I sizes one
-    gradient step costs ~0.4 s on one core of the 2-core CI machine: raise this to fit a CPU budget."""
+    gradient step costs ~0.25 s on one idle core of the 2-core CI machine (0.17 s with `bf16`): raise
+    this to fit a CPU budget."""
     alpha: float = 0.01
     """Entropy coefficient (Table I)."""
     tau: float = 0.005
@@ -87,7 +88,7 @@ class SacArgs:
     bf16: bool = False
     """bfloat16 matrix products in the hidden layers of the actor's and the critics' MLPs and in
     their agent-relative DeepSets (torch.autocast; weights, inputs and every network's last layer,
-    hence Q values and log-densities, stay fp32). 1.4x per gradient step on a CPU with avx512_bf16."""
+    hence Q values and log-densities, stay fp32). 1.45x per gradient step on a CPU with avx512_bf16."""
 
     def validate(self) -> None:
         if self.algo not in ALGOS:
