@@ -89,17 +89,23 @@ def test_cli_trains_the_sac_peers_and_extends_them_by_resuming(tmp_path):
         main(["train", "--algo", "qmix", "--scenario", "scale_5x2", "--steps", "320", "--out", str(out), "--quiet"])
 
 
-def test_an_interrupted_run_resumes_to_the_bit(tmp_path):
+class Killed(Exception):
+    """Stands for SIGKILL: the trainer gets no chance to save."""
+
+
+@pytest.mark.parametrize("stop", ["sigint", "killed"])
+def test_an_interrupted_run_resumes_to_the_bit(tmp_path, stop):
     """SIGINT mid-run (between two log rows, after learning began) saves the replay, the random
-    streams and the log block in progress: the resumed run ends with the weights and the log of
-    the run that was never stopped."""
+    streams and the log block in progress; a kill leaves the last periodic checkpoint and log rows
+    past it. Either way the resumed run ends with the weights and the log of the run that was
+    never stopped."""
     import os
     import signal
 
     from lgtc_ros.train.sac_mix import train
 
     def run(name):
-        return dataclasses.replace(args(tmp_path, "qmix", 960, log_every=10, checkpoint_every=2, bf16=True),
+        return dataclasses.replace(args(tmp_path, "qmix", 960, log_every=10, checkpoint_every=3, bf16=True),
                                    out=str(tmp_path / name))
 
     assert SacTrainer(run("whole")).run() == "done"
@@ -108,11 +114,19 @@ def test_an_interrupted_run_resumes_to_the_bit(tmp_path):
 
     def interrupt(n):
         calls.append(n)
-        if len(calls) == 25:
-            os.kill(os.getpid(), signal.SIGINT)
+        if len(calls) == 45:
+            if stop == "sigint":
+                os.kill(os.getpid(), signal.SIGINT)
+            else:
+                raise Killed
 
-    assert stopped.run(on_step=interrupt) == "interrupted"
-    assert stopped.env_steps == 25 * 16 and stopped.updates > 0
+    if stop == "sigint":
+        assert stopped.run(on_step=interrupt) == "interrupted"
+        assert stopped.env_steps == 45 * 16 and stopped.updates > 0
+    else:
+        with pytest.raises(Killed):
+            stopped.run(on_step=interrupt)
+        assert len(read_csv(tmp_path / "stopped" / "train_log.csv")) == 4    # rows past the checkpoint (row 3)
     assert train(run("stopped"), resume=True, show_progress=False) == "done"
     whole = torch.load(tmp_path / "whole" / "policy.pt", weights_only=False)["model"]
     resumed = torch.load(tmp_path / "stopped" / "policy.pt", weights_only=False)["model"]
