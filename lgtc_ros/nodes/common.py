@@ -29,6 +29,7 @@ from std_msgs.msg import Float64MultiArray, MultiArrayDimension, MultiArrayLayou
 from lgtc_ros.comm import FloatArray, default_names
 from lgtc_ros.frames import FRAME_ID
 from lgtc_ros.nodes.signals import remember_signals, stop_requested
+from lgtc_ros.runtime.heap import freeze_startup_objects
 from lgtc_ros.scenario import Scenario, load_scenario, resolve_scenario
 
 # ---------------------------------------------------------------- QoS, chosen per topic
@@ -170,6 +171,7 @@ def run(make_node: Callable[[], Node], name: str, args=None) -> None:
         node = make_node()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
+        freeze_startup_objects()  # the node's policy, imports and rclpy: out of every later collection
         # our flag is the stop (rclpy installs no handler): asked for while starting, it is honoured
         # at the first turn; while spinning, within the 0.1 s wait
         while rclpy.ok() and not stop_requested():

@@ -26,6 +26,7 @@ from lgtc_ros.evaluate import EpisodeMeter, EpisodeStats, Trace
 from lgtc_ros.frames import ArenaFrame
 from lgtc_ros.runtime.asynchrony import Asynchrony, GraphTiming
 from lgtc_ros.runtime.drone import DroneAgent
+from lgtc_ros.runtime.heap import startup_objects_frozen
 from lgtc_ros.runtime.onboard import OnboardController, Skip
 from lgtc_ros.runtime.plant import demand_broadcast
 from lgtc_ros.runtime.radio import Radio, RadioConfig
@@ -105,6 +106,10 @@ class SwarmRuntime:
     # ------------------------------------------------------------------ the loop
 
     def run(self, progress: Callable[[int], None] | None = None) -> MissionResult:
+        with startup_objects_frozen():  # no full garbage collection inside a tick
+            return self._run(progress)
+
+    def _run(self, progress: Callable[[int], None] | None) -> MissionResult:
         s, w = self.scenario, self.world
         radio: Radio[comm.FloatArray] = Radio(s.n_agents, self.radio_cfg)
         for drone in self.drones:
