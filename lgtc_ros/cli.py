@@ -706,27 +706,9 @@ def run_train(args) -> int:
         raise SystemExit("lgtc: --resume continues the run in --out, --force starts it over: pass one of them")
     stored = _stored_run(out) if args.resume else None
     algo = args.algo or (stored or TRAIN_DEFAULTS)["algo"]
-    if algo in ("vdn", "qmix"):  # the SAC-based value-decomposition peers
-        from lgtc_ros.train.sac_mix import SacArgs as Args
-        from lgtc_ros.train.sac_mix import train
-    elif algo == "hrl-grouping":  # the hierarchical grouping peer (option-critic + centralized DeepSets critic)
-        from lgtc_ros.train.hrl import Args, train
-    else:
-        from lgtc_ros.train.ippo import Args, train
-
+    Args, train = trainer_for(algo)
     fields = {f.name: f for f in dataclasses.fields(Args)}
-    overrides = {}
-    for item in args.set or []:
-        key, _, value = item.partition("=")
-        if key in ("algo", "scenario", "total_steps", "seed", "out", "threads"):
-            option = {"total_steps": "--steps"}.get(key, f"--{key}")
-            raise SystemExit(f"lgtc: --set {key}: use {option} (see `lgtc train --help`)")
-        if key not in fields:
-            raise SystemExit(f"lgtc: --set {key}: not a trainer setting (see `lgtc train --help`)")
-        try:
-            overrides[key] = _parse_setting(fields[key].default, value)
-        except ValueError as exc:
-            raise SystemExit(f"lgtc: --set {item}: {exc}") from None
+    overrides = train_overrides(args.set or [], fields)
     given = {k: v for k, v in {"algo": args.algo, "scenario": args.scenario, "seed": args.seed,
                                "total_steps": args.steps}.items() if v is not None}
     if stored is not None:  # the run's settings, what was given on top (the trainer lists contradictions)
@@ -743,6 +725,36 @@ def run_train(args) -> int:
     if status == "done":
         print(f"trained policy: {args.out}/policy.pt (log {args.out}/train_log.csv, curve {args.out}/learning_curve.png)")
     return 0 if status == "done" else 130
+
+
+def trainer_for(algo: str):
+    """(its Args dataclass, its train function) for `lgtc train --algo algo`."""
+    if algo in ("vdn", "qmix"):  # the SAC-based value-decomposition peers
+        from lgtc_ros.train.sac_mix import SacArgs, train
+        return SacArgs, train
+    if algo == "hrl-grouping":  # the hierarchical grouping peer (option-critic + centralized DeepSets critic)
+        from lgtc_ros.train.hrl import Args, train
+        return Args, train
+    from lgtc_ros.train.ippo import Args, train
+    return Args, train
+
+
+def train_overrides(items: list[str], fields: dict) -> dict:
+    """`--set KEY=VALUE ...` as typed trainer settings, or a one-line refusal (an option of its own,
+    an unknown key, a value of the wrong type)."""
+    overrides = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key in ("algo", "scenario", "total_steps", "seed", "out", "threads"):
+            option = {"total_steps": "--steps"}.get(key, f"--{key}")
+            raise SystemExit(f"lgtc: --set {key}: use {option} (see `lgtc train --help`)")
+        if key not in fields:
+            raise SystemExit(f"lgtc: --set {key}: not a trainer setting (see `lgtc train --help`)")
+        try:
+            overrides[key] = _parse_setting(fields[key].default, value)
+        except ValueError as exc:
+            raise SystemExit(f"lgtc: --set {item}: {exc}") from None
+    return overrides
 
 
 def _stored_run(out: Path) -> dict:
