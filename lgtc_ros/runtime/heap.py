@@ -25,10 +25,12 @@ def freeze_startup_objects() -> int:
 
 @contextlib.contextmanager
 def startup_objects_frozen() -> Iterator[int]:
-    """`freeze_startup_objects` for a block (a mission run inside a longer process, such as a test
-    session or `lgtc sim --runtime` over many episodes): unfrozen again at its end, so what the
-    block's caller drops afterwards is collected."""
+    """The objects alive now exempt from collections for a block (a mission run inside a longer
+    process, such as a test session or `lgtc sim --runtime` over many episodes), unfrozen again at
+    its end. No collection first: garbage frozen with them is released at the end anyway, and
+    a full pass would cost every episode ~170 ms (180,000 objects at paper_10x4)."""
+    gc.freeze()
     try:
-        yield freeze_startup_objects()
+        yield gc.get_freeze_count()
     finally:
         gc.unfreeze()
