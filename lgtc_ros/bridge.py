@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lgtc_ros.frames import ArenaFrame, check_last_axis, positive_finite
+from lgtc_ros.frames import ArenaFrame, positive_finite
 
 __all__ = [
     "CommandWatchdog",

@@ -10,7 +10,7 @@ from std_msgs.msg import Float64MultiArray
 
 from lgtc_ros import comm
 from lgtc_ros.frames import ArenaFrame
-from lgtc_ros.nodes.common import LATEST, TAKE_LATEST, guarded, now_s, stamp_s
+from lgtc_ros.nodes.common import TAKE_LATEST, guarded, now_s, stamp_s
 from lgtc_ros.scenario import Scenario
 
 

@@ -45,10 +45,10 @@ from lgtc_ros.policy.checkpoint import load_checkpoint, save_checkpoint
 from lgtc_ros.policy.hrl import ALGO, HRLGrouping, config_from_args, outside_initiation, save_hrl_policy
 from lgtc_ros.policy.lgtc import crowding
 from lgtc_ros.scenario import load_scenario, resolve_scenario
-from lgtc_ros.train.ippo import (_clone, _signals_deferred, _stop_on_signals, gae, masked_mean, normalize,
-                                 plan)
-from lgtc_ros.train.runner import (RUNTIME_SETTINGS, CsvLog, add_step_terms, episode_columns, learning_curve_png,
-                                   prepare_run_dir, resume_conflicts, rng_state, seed_everything, set_rng_state)
+from lgtc_ros.train.ippo import gae, masked_mean, normalize
+from lgtc_ros.train.runner import (CsvLog, add_step_terms, clone_tree, episode_columns, learning_curve_png, plan,
+                                   prepare_run_dir, resumed_args, rng_state, seed_everything, set_rng_state,
+                                   signals_deferred, stop_on_signals)
 from lgtc_ros.world import TERMS, World
 
 
@@ -147,8 +147,6 @@ LOG_FIELDS = ["update", "env_steps", "agent_steps", "wall_s", "sps_env", "sps_ag
               "episode_return", "episodes", *[f"ret_{k}" for k in TERMS], "pg_loss", "v_loss",
               "entropy", "approx_kl", "clipfrac", "explained_variance", "option_loss", "option_entropy",
               "option_kl", "term_loss", "lsa_loss", "lsa_agree", "beta_mean", "switch_rate", "forced_rate", "lsa_coef"]
-WORLD_STATE = ("pos", "supply", "active", "consumer_pos", "need", "demand", "assign", "contributed",
-               "fired", "t", "supply0", "need0", "random_discharge_step", "random_discharge_agent")
 OBS_KEYS = ("pos", "supply", "consumer_pos", "demand")
 MB_KEYS = (*OBS_KEYS, "opt_prev", "agg_opt", "crowd", "opt", "chose", "has_prev", "action", "logp", "logp_opt",
            "active", "term_adv", "adv_opt", "lsa_target", "value")
@@ -180,8 +178,8 @@ class Trainer:
         w = self.world
         return {
             "args": asdict(self.args), "update": self.update, "env_steps": self.env_steps, "wall": self.wall,
-            "model": {k: v.clone() for k, v in self.model.state_dict().items()}, "opt": _clone(self.opt.state_dict()),
-            "world": {k: getattr(w, k).clone() for k in WORLD_STATE}, "world_gen": w.gen.get_state(),
+            "model": {k: v.clone() for k, v in self.model.state_dict().items()}, "opt": clone_tree(self.opt.state_dict()),
+            "world": w.state_dict(), "world_gen": w.gen.get_state(),
             "state": {k: v.clone() for k, v in self.state.items()},
             "ep_terms": {k: v.clone() for k, v in self.ep_terms.items()}, "rng": rng_state(),
             "hrl": asdict(self.model.cfg), "v_max": self.scenario.v_max,
@@ -191,8 +189,7 @@ class Trainer:
         self.update, self.env_steps, self.wall = ck["update"], ck["env_steps"], ck["wall"]
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["opt"])
-        for k, v in ck["world"].items():
-            setattr(self.world, k, v.clone())
+        self.world.load_state_dict(ck["world"])
         self.world.gen.set_state(ck["world_gen"])
         self.state = {k: v.clone() for k, v in ck["state"].items()}
         self.ep_terms = {k: v.clone() for k, v in ck["ep_terms"].items()}
@@ -382,7 +379,7 @@ class Trainer:
                        "wall_s": self.wall, "sps_env": a.num_steps * a.num_envs / dt,
                        "sps_agent": a.num_steps * a.num_envs * n / dt, "lr": self.opt.param_groups[0]["lr"],
                        **episode_columns(ro["finished"]), **stats}
-                with _signals_deferred():
+                with signals_deferred():
                     self.log.write(row)
                     boundary = self.snapshot()
                     if self.update % a.checkpoint_every == 0:
@@ -419,19 +416,14 @@ def _train(args: Args, out: Path, resume: bool, show_progress: bool, force: bool
     from tqdm import tqdm
 
     if resume:
-        ck = load_checkpoint(out / "checkpoint.pt", missing=f"--resume: no checkpoint at {out / 'checkpoint.pt'}")
-        conflicts = resume_conflicts(ck["args"], asdict(args))
-        if conflicts:
-            raise ValueError(f"--resume: {out} was trained with other settings: {'; '.join(conflicts)}")
-        saved = {**ck["args"], **{k: tuple(ck["args"][k]) for k in TUPLES}}
-        args = Args(**{**saved, **{k: getattr(args, k) for k in RUNTIME_SETTINGS}})
+        args, ck = resumed_args(out, args, tuples=TUPLES)
     else:
         prepare_run_dir(out, force)
     args.validate()
     trainer = Trainer(args)
     if resume:
         trainer.restore(ck)
-    _stop_on_signals()
+    stop_on_signals()
     print(plan(args, trainer.env_steps), flush=True)
     atomic_write_text(out / "config.json", json.dumps(asdict(args), indent=2) + "\n")
     per = args.num_envs * args.num_steps

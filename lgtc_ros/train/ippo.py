@@ -23,7 +23,6 @@ the CPU has bf16 instructions). On this project's 2-core machine: 8.6-9.1 s per 
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -42,8 +41,9 @@ from lgtc_ros.policy.checkpoint import build_model, load_checkpoint, load_policy
 from lgtc_ros.policy.heads import obs_dict
 from lgtc_ros.policy.lgtc import row_normalized
 from lgtc_ros.scenario import load_scenario, resolve_scenario
-from lgtc_ros.train.runner import (RUNTIME_SETTINGS, CsvLog, add_step_terms, episode_columns, learning_curve_png,
-                                   prepare_run_dir, resume_conflicts, rng_state, seed_everything, set_rng_state)
+from lgtc_ros.train.runner import (CsvLog, add_step_terms, clone_tree, episode_columns, learning_curve_png, plan,
+                                   prepare_run_dir, resumed_args, rng_state, seed_everything, set_rng_state,
+                                   signals_deferred, stop_on_signals)
 from lgtc_ros.world import TERMS, World
 
 ALGOS = ("lgtc-ippo", "ippo", "momappo")
@@ -210,8 +210,6 @@ LOG_FIELDS = ["update", "env_steps", "agent_steps", "wall_s", "sps_env", "sps_ag
               "episode_return", "episodes", *[f"ret_{k}" for k in TERMS], "pg_loss", "v_loss",
               "entropy", "approx_kl", "clipfrac", "explained_variance", "contraction_min",
               "contraction_mean", "tau_min", "penalty"]
-WORLD_STATE = ("pos", "supply", "active", "consumer_pos", "need", "demand", "assign", "contributed",
-               "fired", "t", "supply0", "need0", "random_discharge_step", "random_discharge_agent")
 
 
 def _initial_weights(path: str, model: torch.nn.Module, args: Args) -> dict:
@@ -259,8 +257,8 @@ class Trainer:
         return {
             "args": asdict(self.args), "update": self.update, "env_steps": self.env_steps, "wall": self.wall,
             "model": {k: v.clone() for k, v in self.model.state_dict().items()},
-            "opt": _clone(self.opt.state_dict()),
-            "world": {k: getattr(w, k).clone() for k in WORLD_STATE}, "world_gen": w.gen.get_state(),
+            "opt": clone_tree(self.opt.state_dict()),
+            "world": w.state_dict(), "world_gen": w.gen.get_state(),
             "state": {k: v.clone() for k, v in self.state.items()},
             "ep_terms": {k: v.clone() for k, v in self.ep_terms.items()}, "rng": rng_state(),
         }
@@ -269,8 +267,7 @@ class Trainer:
         self.update, self.env_steps, self.wall = ck["update"], ck["env_steps"], ck["wall"]
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["opt"])
-        for k, v in ck["world"].items():  # (older checkpoints may lack newer fields: defaults stay)
-            setattr(self.world, k, v.clone())
+        self.world.load_state_dict(ck["world"])
         self.world.gen.set_state(ck["world_gen"])
         self.state = {k: v.clone() for k, v in ck["state"].items()}
         self.ep_terms = {k: v.clone() for k, v in ck["ep_terms"].items()}
@@ -378,7 +375,7 @@ class Trainer:
                 dt = time.perf_counter() - t0
                 self.wall += dt
                 row = self._log_row(ro, stats, dt)
-                with _signals_deferred():  # the log row and the snapshot of this update: both or neither
+                with signals_deferred():  # the log row and the snapshot of this update: both or neither
                     self.log.write(row)
                     boundary = self.snapshot()
                     if self.update % a.checkpoint_every == 0:
@@ -414,68 +411,6 @@ class Trainer:
                            f"{self.args.algo} on {self.scenario.name} (seed {self.args.seed})", TERMS)
 
 
-def _clone(obj):
-    if isinstance(obj, torch.Tensor):
-        return obj.clone()
-    if isinstance(obj, dict):
-        return {k: _clone(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clone(v) for v in obj]
-    return obj
-
-
-@contextlib.contextmanager
-def _signals_deferred():
-    """SIGINT and SIGTERM wait until the block is done, then are delivered to their handlers (so
-    Ctrl-C never falls between an update's log row and its snapshot: a log row means a checkpoint
-    of at least that update is saved on interruption). Main thread only (signals go there)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    got: list[int] = []
-    old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-        for s in dict.fromkeys(got):
-            signal.raise_signal(s)
-
-
-def _stop_on_signals() -> None:
-    """Ctrl-C and SIGTERM both stop at a checkpoint. A shell starting a background job sets
-    SIGINT to 'ignore', which Python inherits: re-arm it so `kill -INT` works there too."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, stop)
-
-
-def plan(args, done_steps: int = 0, per: int | None = None, unit: str = "updates") -> str:
-    """What a run will train, said at its start: `--steps` rounds up to whole updates."""
-    per = per or args.num_envs * args.num_steps
-    updates = max(math.ceil(args.total_steps / per), 0)
-    total = updates * per
-    text = (f"{args.algo} on {Path(str(args.scenario)).stem}: {updates} {unit} x {per} env-steps = {total} env-steps"
-            f" ({args.threads} torch thread{'s' if args.threads != 1 else ''})")
-    if total != args.total_steps:
-        text += f"; --steps {args.total_steps} rounded up to whole {unit}"
-    if done_steps:
-        text = f"resuming at {done_steps} env-steps: " + text + (" (already reached)" if done_steps >= total else "")
-    return text
-
-
 def train(args: Args, resume: bool = False, show_progress: bool = True, force: bool = False) -> str:
     """Entry point of `lgtc train`: progress bar with reward and speed; returns the run status.
 
@@ -492,24 +427,15 @@ def train(args: Args, resume: bool = False, show_progress: bool = True, force: b
 def _train(args: Args, out: Path, resume: bool, show_progress: bool, force: bool) -> str:
     from tqdm import tqdm
 
-    if resume:
-        ck = load_checkpoint(out / "checkpoint.pt", missing=f"--resume: no checkpoint at {out / 'checkpoint.pt'}: "
-                             f"nothing to resume (train without --resume first; --force starts over a run that "
-                             f"stopped before its first checkpoint)")
-        stored = {"bf16": False, **ck["args"]}  # (runs from before the bf16 option trained in fp32)
-        conflicts = resume_conflicts(stored, asdict(args))
-        if conflicts:
-            raise ValueError(f"--resume: {out} was trained with other settings: {'; '.join(conflicts)}. Drop them to "
-                             f"continue the run as it was, or train a new run into another --out")
-        saved = {**stored, "hidden": tuple(stored["hidden"])}
-        args = Args(**{**saved, **{k: getattr(args, k) for k in RUNTIME_SETTINGS}})
+    if resume:  # (runs from before the bf16 option trained in fp32)
+        args, ck = resumed_args(out, args, older_runs={"bf16": False})
     else:
         prepare_run_dir(out, force)
     args.validate()
     trainer = Trainer(args)
     if resume:
         trainer.restore(ck)
-    _stop_on_signals()
+    stop_on_signals()
     print(plan(args, trainer.env_steps), flush=True)
     atomic_write_text(out / "config.json", json.dumps(asdict(args), indent=2) + "\n")
     per = args.num_envs * args.num_steps

@@ -4,7 +4,9 @@ the CSV log and the learning-curve figure.
 Checkpoint and policy files: `lgtc_ros.policy.checkpoint` (deployment code reads them too)."""
 from __future__ import annotations
 
+import contextlib
 import csv
+import math
 import os
 import random
 import sys
@@ -124,6 +126,28 @@ def resume_conflicts(stored: dict[str, Any], given: dict[str, Any]) -> list[str]
         if not same:
             out.append(f"{_option(key, new)} (the run: {_show(old)})")
     return out
+
+
+def resumed_args(out: Path, given: Any, tuples: tuple[str, ...] = ("hidden",),
+                 older_runs: dict[str, Any] | None = None) -> tuple[Any, dict]:
+    """The checkpoint of the run in `out` and the arguments that continue it: the run's stored
+    settings with `given`'s `RUNTIME_SETTINGS`, in `given`'s dataclass (`tuples`: fields stored
+    as lists). `older_runs`: values of settings that runs from before them trained with. Raises
+    ValueError (one line) listing the settings of `given` that contradict the run's."""
+    from dataclasses import asdict
+
+    from lgtc_ros.policy.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(out / "checkpoint.pt", missing=f"--resume: no checkpoint at {out / 'checkpoint.pt'}: "
+                         f"nothing to resume (train without --resume first; --force starts over a run that "
+                         f"stopped before its first checkpoint)")
+    stored = {**(older_runs or {}), **ck["args"]}
+    conflicts = resume_conflicts(stored, asdict(given))
+    if conflicts:
+        raise ValueError(f"--resume: {out} was trained with other settings: {'; '.join(conflicts)}. Drop them to "
+                         f"continue the run as it was, or train a new run into another --out")
+    saved = {**stored, **{k: tuple(stored[k]) for k in tuples}}
+    return type(given)(**{**saved, **{k: getattr(given, k) for k in RUNTIME_SETTINGS}}), ck
 
 
 def _scenario_file(name: Any) -> str:
@@ -260,3 +284,66 @@ def _smooth(x: np.ndarray, k: int = 10) -> np.ndarray:
         window = window[np.isfinite(window)]
         out[i] = window.mean() if window.size else np.nan
     return out
+
+
+def clone_tree(obj):
+    """A deep copy of the tensors in nested dicts and lists (an optimizer's state dict)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.clone()
+    if isinstance(obj, dict):
+        return {k: clone_tree(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [clone_tree(v) for v in obj]
+    return obj
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """SIGINT and SIGTERM wait until the block is done, then are delivered to their handlers (so
+    Ctrl-C never falls between an update's log row and its snapshot: a log row means a checkpoint
+    of at least that update is saved on interruption). Main thread only (signals go there)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(got):
+            signal.raise_signal(s)
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both stop at a checkpoint. A shell starting a background job sets
+    SIGINT to 'ignore', which Python inherits: re-arm it so `kill -INT` works there too."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
+
+
+def plan(args, done_steps: int = 0, per: int | None = None, unit: str = "updates") -> str:
+    """What a run will train, said at its start: `--steps` rounds up to whole updates."""
+    per = per or args.num_envs * args.num_steps
+    updates = max(math.ceil(args.total_steps / per), 0)
+    total = updates * per
+    text = (f"{args.algo} on {Path(str(args.scenario)).stem}: {updates} {unit} x {per} env-steps = {total} env-steps"
+            f" ({args.threads} torch thread{'s' if args.threads != 1 else ''})")
+    if total != args.total_steps:
+        text += f"; --steps {args.total_steps} rounded up to whole {unit}"
+    if done_steps:
+        text = f"resuming at {done_steps} env-steps: " + text + (" (already reached)" if done_steps >= total else "")
+    return text

@@ -36,13 +36,13 @@ from torch import Tensor, nn
 from torch.distributions import Normal
 
 from lgtc_ros.outputs import atomic_write_text
-from lgtc_ros.policy.checkpoint import load_checkpoint, save_checkpoint, save_policy
+from lgtc_ros.policy.checkpoint import save_checkpoint, save_policy
 from lgtc_ros.policy.heads import LOG_STD_MAX, LOG_STD_MIN, ActorCritic, HeadConfig, obs_dict
 from lgtc_ros.policy.lgtc import LGTC, LGTCConfig, mlp, row_normalized
 from lgtc_ros.scenario import load_scenario, resolve_scenario
-from lgtc_ros.train.ippo import WORLD_STATE, _signals_deferred, _stop_on_signals, plan
-from lgtc_ros.train.runner import (RUNTIME_SETTINGS, CsvLog, add_step_terms, episode_columns, learning_curve_png,
-                                   prepare_run_dir, resume_conflicts, rng_state, seed_everything, set_rng_state)
+from lgtc_ros.train.runner import (CsvLog, add_step_terms, episode_columns, learning_curve_png, plan,
+                                   prepare_run_dir, resumed_args, rng_state, seed_everything, set_rng_state,
+                                   signals_deferred, stop_on_signals)
 from lgtc_ros.world import TERMS, World
 
 ALGOS = ("vdn", "qmix")
@@ -242,7 +242,7 @@ class SacTrainer:
             "mix_target": [t.state_dict() for t in self.mix_target] if self.mix_target is not None else None,
             "q_opt": self.q_opt.state_dict(), "pi_opt": self.pi_opt.state_dict(),
             "replay": {"size": self.replay.size, "pos": self.replay.pos, "data": self.replay.data},
-            "world": {k: getattr(w, k) for k in WORLD_STATE}, "world_gen": w.gen.get_state(),
+            "world": w.state_dict(clone=False), "world_gen": w.gen.get_state(),
             "gen": self.gen.get_state(), "rng": rng_state(), "state": self.state, "ep_terms": self.ep_terms,
             "block": self.block,
         }
@@ -261,8 +261,7 @@ class SacTrainer:
         self.pi_opt.load_state_dict(ck["pi_opt"])
         r = ck["replay"]
         self.replay.size, self.replay.pos, self.replay.data = r["size"], r["pos"], r["data"]
-        for k, v in ck["world"].items():
-            setattr(self.world, k, v)
+        self.world.load_state_dict(ck["world"])
         self.world.gen.set_state(ck["world_gen"])
         self.gen.set_state(ck["gen"])
         set_rng_state(ck["rng"])
@@ -390,7 +389,7 @@ class SacTrainer:
         start, rows = time.perf_counter(), 0
         try:
             while self.env_steps < a.total_steps:
-                with _signals_deferred():  # a step, its updates and its log row: whole or not at all
+                with signals_deferred():  # a step, its updates and its log row: whole or not at all
                     blk["finished"] += self.act_step()
                     if on_step is not None:
                         on_step(a.num_envs)
@@ -459,21 +458,14 @@ def _train(args: SacArgs, out: Path, resume: bool, show_progress: bool, force: b
     from tqdm import tqdm
 
     if resume:
-        ck = load_checkpoint(out / "checkpoint.pt", missing=f"--resume: no checkpoint at {out / 'checkpoint.pt'}: "
-                             f"nothing to resume (train without --resume first)")
-        conflicts = resume_conflicts(ck["args"], asdict(args))
-        if conflicts:
-            raise ValueError(f"--resume: {out} was trained with other settings: {'; '.join(conflicts)}. Drop them to "
-                             f"continue the run as it was, or train a new run into another --out")
-        saved = {**ck["args"], "hidden": tuple(ck["args"]["hidden"])}
-        args = SacArgs(**{**saved, **{k: getattr(args, k) for k in RUNTIME_SETTINGS}})
+        args, ck = resumed_args(out, args)
     else:
         prepare_run_dir(out, force)
     args.validate()
     trainer = SacTrainer(args)
     if resume:
         trainer.restore(ck)
-    _stop_on_signals()
+    stop_on_signals()
     print(plan(args, trainer.env_steps, per=args.num_envs, unit="vectorized steps"), flush=True)
     atomic_write_text(out / "config.json", json.dumps(asdict(args), indent=2) + "\n")  # known from the start
     total = math.ceil(args.total_steps / args.num_envs) * args.num_envs

@@ -122,6 +122,20 @@ class World:
         self.supply0, self.need0 = z(b, n, r), z(b, m, r)
         self.reset()
 
+    STATE = ("pos", "supply", "active", "consumer_pos", "need", "demand", "assign", "contributed", "fired", "t",
+             "supply0", "need0", "random_discharge_step", "random_discharge_agent")
+    """The tensors that make up the envs' state: a checkpoint of them (and of `gen`) continues them exactly."""
+
+    def state_dict(self, clone: bool = True) -> dict[str, Tensor]:
+        """The `STATE` tensors (copies unless `clone` is False: then saved at once, or changed)."""
+        return {k: getattr(self, k).clone() if clone else getattr(self, k) for k in self.STATE}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Take the envs' state from `state_dict()`'s tensors (copied). Fields a checkpoint from
+        before them lacks keep their values."""
+        for k, v in state.items():
+            setattr(self, k, v.clone())
+
     # ------------------------------------------------------------------ reset
 
     def reset(self, env_mask: Tensor | None = None, seed: int | None = None) -> Observation:
