@@ -142,18 +142,19 @@ class EpisodeMeter:
         w, s = self.world, self.world.scenario
         for k in TERMS:
             self.term_sum[k] += out.terms[k]
-        both = w.active[:, :, None] & w.active[:, None, :] & self.upper
-        close = (out.info["pair_dist"] < s.safety_radius) & both
+        # distances of the pairs of active agents, each pair once; inf elsewhere (never close)
+        pd = out.info["pair_dist"].masked_fill(~(w.active[:, :, None] & w.active[:, None, :] & self.upper), math.inf)
+        close = pd < s.safety_radius
         self.collisions += (close & ~self.close_prev).sum((1, 2))
         self.close_prev = close
-        pd = torch.where(both, out.info["pair_dist"], torch.full_like(out.info["pair_dist"], math.inf))
-        self.min_dist = torch.minimum(self.min_dist, pd.flatten(1).min(1).values)
+        self.min_dist = torch.minimum(self.min_dist, pd.amin((1, 2)))
         # only consumers the team can still serve: an open need of a type some active agent carries
         team_has = ((w.supply > 0) & w.active[..., None]).any(1)  # [B,r]
         demanding = ((w.need > 0) & team_has[:, None, :]).any(-1)
         all_in = (out.info["attended"] | ~demanding).all(-1)
         newly = all_in & torch.isnan(self.cover_time)
-        self.cover_time[newly] = w.t[newly].float() * s.dt
+        if newly.any():  # (a masked write costs more than the check; most steps have none)
+            self.cover_time[newly] = w.t[newly].float() * s.dt
 
     def finish(self) -> EpisodeStats:
         w = self.world

@@ -50,6 +50,9 @@ class ArenaFrame:
         if len(origin) != 2 or not all(math.isfinite(c) for c in origin):
             raise ValueError(f"origin_m must be two finite numbers (x, y), got {self.origin_m!r}")
         object.__setattr__(self, "origin_m", origin)
+        centre = np.array(origin)
+        centre.flags.writeable = False
+        object.__setattr__(self, "_origin", centre)  # (every pose of every drone converts through it)
 
     @classmethod
     def from_scenario(cls, scenario, origin_m: tuple[float, float] = (0.0, 0.0)) -> ArenaFrame:
@@ -74,13 +77,13 @@ class ArenaFrame:
         """[..., 2] arena positions -> [..., 2] world positions in metres."""
         p = np.asarray(p, dtype=float)
         check_last_axis("p", p, (2,))
-        return np.asarray(self.origin_m) + p * self.half_extent_m
+        return self._origin + p * self.half_extent_m
 
     def to_arena(self, p_m) -> np.ndarray:
         """[..., 2] or [..., 3] world positions in metres -> [..., 2] arena positions (z dropped)."""
         p_m = np.asarray(p_m, dtype=float)
         check_last_axis("p_m", p_m, (2, 3))
-        return (p_m[..., :2] - np.asarray(self.origin_m)) / self.half_extent_m
+        return (p_m[..., :2] - self._origin) / self.half_extent_m
 
     def velocity_to_metres(self, v) -> np.ndarray:
         """[..., 2] arena units/s -> [..., 2] m/s."""

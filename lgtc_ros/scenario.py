@@ -194,6 +194,8 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"{path}: not a text (UTF-8) file: {exc.reason} at byte {exc.start}") from None
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
+    except ValueError as exc:  # PyYAML's scanner: an escape such as "\U10010000" beyond Unicode
+        raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
     return scenario_from_dict(raw, source=str(path))
 
 

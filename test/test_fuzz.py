@@ -124,6 +124,7 @@ def workdir(tmp_path_factory) -> Path:
 HUGE_V_MAX = PAPER_TEXT.replace(b"v_max: 0.5", b"v_max: 1" + b"0" * 400)
 MIXED_KEYS = PAPER_TEXT.replace(b"random:\n", b"random:\n  1: 2\n  zz: 3\n")
 NOT_UTF8 = PAPER_TEXT.replace(b"# The paper", b"\xff\xfe The paper")
+BEYOND_UNICODE = b'"\\x1F\\U10010000'  # a double-quoted escape past U+10FFFF
 
 
 @settings(max_examples=250, **FUZZ)
@@ -131,6 +132,7 @@ NOT_UTF8 = PAPER_TEXT.replace(b"# The paper", b"\xff\xfe The paper")
 @example(raw=HUGE_V_MAX).via("regression: found by this test")
 @example(raw=MIXED_KEYS).via("regression: found by this test")
 @example(raw=NOT_UTF8).via("regression: found by this test")
+@example(raw=BEYOND_UNICODE).via("regression: found by this test")
 @example(raw=b"").via("regression")
 @example(raw=b"- 1\n- 2\n").via("regression")
 def test_scenario_yaml_loads_or_names_the_file(workdir, raw):
@@ -169,6 +171,13 @@ def test_regression_scenario_not_utf8(workdir):
     (workdir / "binary.yaml").write_bytes(NOT_UTF8)
     with pytest.raises(ScenarioError, match="binary.yaml"):
         load_scenario(workdir / "binary.yaml")
+
+
+def test_regression_scenario_escape_beyond_unicode(workdir):
+    """PyYAML's scanner raises a bare ValueError (chr() out of range), not a YAMLError."""
+    (workdir / "escape.yaml").write_bytes(BEYOND_UNICODE)
+    with pytest.raises(ScenarioError, match="escape.yaml: not valid YAML"):
+        load_scenario(workdir / "escape.yaml")
 
 
 # ============================================================================ wire decoders
@@ -398,13 +407,18 @@ def _copy_bag(src: Path, dst: Path) -> Path:
 @given(cut=st.floats(0.0, 1.0, exclude_max=True), which=st.sampled_from(["mcap", "metadata.yaml"]))
 @example(cut=0.0, which="mcap").via("regression")
 @example(cut=0.99, which="mcap").via("regression: only the summary lost")
+@example(cut=0.9999999999999998, which="metadata.yaml").via("regression: only the last newline lost")
 def test_a_truncated_bag_is_a_bag_error(workdir, bag, cut, which):
     from lgtc_ros.bags import BagError, read_bag
 
     path = _copy_bag(bag, workdir / "fuzzed_bag")
     target = next(path.glob("*.mcap")) if which == "mcap" else path / "metadata.yaml"
     raw = target.read_bytes()
-    target.write_bytes(raw[:int(cut * len(raw))])
+    kept = raw[:int(cut * len(raw))]
+    target.write_bytes(kept)
+    if which == "metadata.yaml" and kept.rstrip() == raw.rstrip():
+        read_bag(path)  # only trailing whitespace cut: the same document
+        return
     with pytest.raises(BagError, match="fuzzed_bag"):
         read_bag(path)
 

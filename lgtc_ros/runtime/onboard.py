@@ -103,7 +103,7 @@ class OnboardController:
     def on_pose(self, position_m) -> None:
         """Own position in metres, world frame (x, y[, z])."""
         p = np.asarray(position_m, dtype=np.float64)
-        if p.shape not in ((2,), (3,)) or not np.isfinite(p).all():
+        if p.shape not in ((2,), (3,)) or not all(map(math.isfinite, p.tolist())):
             self.stats.record("pose", "bad_value", f"position {p.tolist()}")
             return
         self._pos = torch.from_numpy(self.frame.to_arena(p).astype(np.float32))
@@ -232,6 +232,6 @@ class OnboardController:
             self.agent.x = inputs.x_before
             self.stats.record("decision", "non_finite", "policy output")
             return Skip("non_finite")
-        v = self.frame.velocity_to_metres(np.asarray(decision.v_nominal, dtype=np.float64))
+        v = self.frame.velocity_to_metres(decision.v_nominal)
         return TickOutput(v, comm.encode_neighbour(decision.message), decision, len(inputs.neighbours[0]),
                           inputs.supplies)
