@@ -1,5 +1,6 @@
 """What every trainer shares: seeding, the run folder (fresh, or resumed with the same settings),
-the CSV log and the learning-curve figure.
+stopping at a checkpoint on Ctrl-C or SIGTERM, the plan said at the start, the CSV log and the
+learning-curve figure.
 
 Checkpoint and policy files: `lgtc_ros.policy.checkpoint` (deployment code reads them too)."""
 from __future__ import annotations
