@@ -674,7 +674,7 @@ def _rss_mb() -> float:
         return math.nan
 
 
-def bench_runtime(model_path: str | Path, scenarios=("scale_50x10", "scale_100x10"), ticks: int = 200,
+def bench_runtime(model_path: str | Path, scenarios=("scale_50x10", "scale_100x10"), ticks: int = 600,
                   cbf: str = "decentralized") -> list[dict]:
     """Wall time of a runtime tick at N = 50 and 100, split into policy, CBF, the simulated plant and
     the rest, and resident memory after 20 ticks and at the end (does a long mission grow it?).

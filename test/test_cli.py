@@ -53,6 +53,11 @@ def test_bench_sim_rows(tmp_path, capsys):
     assert "lgtc bench" in text and "machine:" in text and "| envs |" in text
 
 
+def test_bench_refuses_a_runtime_mission_too_short_for_a_p99():
+    with pytest.raises(SystemExit, match="--runtime-ticks 20: must be >= 100"):
+        main(["bench", "--only", "runtime", "--runtime-ticks", "20", "--quiet"])
+
+
 def test_console_script_entry_point():
     proc = subprocess.run([sys.executable, "-m", "lgtc_ros.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "sim" in proc.stdout and "bench" in proc.stdout
