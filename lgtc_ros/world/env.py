@@ -127,7 +127,8 @@ class World:
     """The tensors that make up the envs' state: a checkpoint of them (and of `gen`) continues them exactly."""
 
     def state_dict(self, clone: bool = True) -> dict[str, Tensor]:
-        """The `STATE` tensors (copies unless `clone` is False: then saved at once, or changed)."""
+        """The `STATE` tensors: copies, or with `clone=False` the tensors themselves (for a caller
+        that writes them out before the next step changes them)."""
         return {k: getattr(self, k).clone() if clone else getattr(self, k) for k in self.STATE}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
