@@ -127,6 +127,20 @@ def test_a_mission_runs_with_the_startup_objects_out_of_the_collector():
     assert gc.get_freeze_count() == 0
 
 
+def test_a_mission_leaves_a_process_s_own_frozen_objects_frozen():
+    """A process that froze its start-up objects (a node) keeps them frozen after a mission."""
+    import gc
+
+    from lgtc_ros.expert import CentralizedExpert
+
+    gc.freeze()
+    try:
+        SwarmRuntime(dataclasses.replace(SHORT, episode_steps=2), centralized=CentralizedExpert(), seed=0).run()
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
+
+
 # ----------------------------------------------------------------------------- record and replay
 
 

@@ -28,9 +28,13 @@ def startup_objects_frozen() -> Iterator[int]:
     """The objects alive now exempt from collections for a block (a mission run inside a longer
     process, such as a test session or `lgtc sim --runtime` over many episodes), unfrozen again at
     its end. No collection first: garbage frozen with them is released at the end anyway, and
-    a full pass would cost every episode ~170 ms (180,000 objects at paper_10x4)."""
+    a full pass would cost every episode ~170 ms (180,000 objects at paper_10x4). In a process
+    that had frozen objects already (a node), they stay frozen: `gc.unfreeze` cannot release only
+    this block's."""
+    frozen_before = gc.get_freeze_count()
     gc.freeze()
     try:
         yield gc.get_freeze_count()
     finally:
-        gc.unfreeze()
+        if not frozen_before:
+            gc.unfreeze()
