@@ -146,7 +146,15 @@ def test_a_killed_agent_stops_its_drone_and_the_others_fly_on_safely(tmp_path):
     late = [(s, v) for s, v, _ in probe.safe if s > last + cbf_max_age + 1e-3]
     assert len(late) >= 13 * (window - 0.3), (window, len(late))          # it still gets commands, >= 13 a second
     assert all(math.isfinite(v) for _, v in late)
-    assert sum(v < 1e-6 for _, v in late) >= len(late) / 3, late          # mostly stops: hovering in place
+    # mostly stops, hovering in place, while the CBF has fresh poses. A SIGKILL can stall the world's
+    # publishing for 1-3 s (Fast DDS waiting on the dead process; docs/RELIABILITY.md): the CBF's pose
+    # ages then grow, and with them the clearances, and it evades on its last poses (the world
+    # integrates nothing meanwhile). The world's ticks are the probe's pose stamps
+    world_ticks = np.array(sorted(probe.poses)) * 1e-9
+    pose_age = {s: s - world_ticks[max(np.searchsorted(world_ticks, s, side="right") - 1, 0)] for s, _ in late}
+    fresh = [(s, v) for s, v in late if pose_age[s] <= 2 * scenario.dt]
+    assert len(fresh) >= 10, f"{len(fresh)} of {len(late)} commands after the stop had a pose <= 2 ticks old"
+    assert sum(v < 1e-6 for _, v in fresh) >= len(fresh) / 3, fresh
     # it moves only to keep out of a neighbour's way: a neighbour within the CBF's reach (~0.64 m
     # here: 2 v/gamma + sqrt((2 v/gamma)^2 + D'^2), D' with both poses' clearance)
     ticks = np.array(sorted(probe.poses))
