@@ -292,3 +292,38 @@ def test_neighbour_set_grows_with_the_uncertainty():
     assert out[0, 0] < 0 < out[1, 0]  # pushed apart
     out = narrow(u_nom, pos, np.ones(5, dtype=bool))  # without uncertainty they close in freely
     assert out[0, 0] > 0.9 * s.v_max and out[1, 0] < -0.9 * s.v_max
+
+
+@pytest.mark.parametrize("form", ["decentralized", "centralized", "off"])
+def test_a_held_drone_gets_zero_and_stays_an_obstacle(form):
+    """Drone 1 is held (its pose too old to steer by): zero every tick, whatever comes at it, and
+    drone 0, flying straight at it, stops outside the safety radius (its half of the pair row is
+    enough on its own). Without the hold drone 1 would evade."""
+    s = SCENARIO
+    active = np.array([True, True, True, False, False])
+    start = np.array([[-0.4, 0.0], [0.0, 0.0], [0.6, 0.6], [-0.6, -0.6], [0.6, -0.6]])
+    hold = np.array([False, True, False, False, False])
+    held, free = SwarmFilter(s, form), SwarmFilter(s, form)
+    pos, gaps = start.copy(), []
+    for _ in range(60):
+        u_nom = toward(pos, pos[[1, 0, 0, 0, 0]], s.v_max)  # 0 and 1 at each other
+        out = held(u_nom, pos, active, uncertainty=np.full(5, 0.01), hold=hold)
+        assert np.array_equal(out[1], [0.0, 0.0]) and np.array_equal(out[3:], np.zeros((2, 2)))
+        pos = pos + DT * out
+        gaps.append(float(np.hypot(*(pos[0] - pos[1]))))
+    assert held.stats["hold"] == 60
+    assert pos[0, 0] > start[0, 0] + 0.1                                  # drone 0 did come closer
+    if form == "off":
+        assert min(gaps) < s.safety_radius  # no filter, no safety: the hold only zeroes the drone
+        return
+    assert min(gaps) >= s.safety_radius, min(gaps)
+    out = free(toward(start, start[[1, 0, 0, 0, 0]], s.v_max), start, active, uncertainty=np.full(5, 0.01))
+    assert np.hypot(*out[1]) > 0.5 * s.v_max and "hold" not in free.stats  # not held: it flies
+
+
+def test_stale_poses_are_those_older_than_the_limit():
+    from lgtc_ros.safety.swarm import stale_poses
+
+    stamps = np.array([9.9, 9.4, 9.0, -np.inf, 9.0])
+    known = np.array([True, True, True, False, False])
+    assert stale_poses(10.0, stamps, known, 0.5).tolist() == [False, True, True, False, False]

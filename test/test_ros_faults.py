@@ -265,7 +265,8 @@ def pair(tmp_path):
 
 def test_a_frozen_pose_grows_the_cbf_clearance_and_the_pair_stays_apart(pair):
     """cf2's pose stops arriving after 10 ticks while cf2 keeps flying (at cf1): the CBF counts the
-    pose's age as clearance, so the true pair never comes closer than the safety radius."""
+    pose's age as clearance, so the true pair never comes closer than the safety radius; once the
+    pose is older than `max_pose_age_s`, cf2 hovers (zero) and cf1 keeps away from it alone."""
     freeze = 10
     frozen_at = []
 
@@ -287,6 +288,13 @@ def test_a_frozen_pose_grows_the_cbf_clearance_and_the_pair_stays_apart(pair):
     assert (np.diff(u1) >= -1e-9).all()                                       # grows with the age
     assert (u1 >= 0.8 * s.v_max * ages).all(), (u1[:3], ages[:3])             # v_max x age, at least
     assert all(np.isfinite(v).all() for i in range(2) for _, v in pair.safe[i])
+    # not steered blind: held at zero once its pose is older than max_pose_age_s (+ 0.3 s of delivery)
+    max_pose_age = pair.cbf.max_pose_age
+    held = [v for t, v in pair.safe[1] if t > frozen_at[0] + max_pose_age + 0.3]
+    assert len(held) >= 10 and all(not v.any() for v in held), held[:5]
+    assert pair.cbf.filter.stats["hold"] >= len(held)
+    moving = [v for t, v in pair.safe[1] if frozen_at[0] < t < frozen_at[0] + max_pose_age - 0.1]
+    assert any(v.any() for v in moving), "cf2 was held before its pose was old"
 
 
 def test_nan_poses_never_become_a_nan_command(pair):

@@ -86,11 +86,14 @@ def test_a_live_recording_replays(tmp_path):
     # tick by tick is the gaps' job; the count only asks for 2 s of the 5 watched (under load the
     # probe hears the latched start late: 59 ticks once beside two training jobs)
     assert 40 <= mission.sum() <= 130 and 0.045 < gaps.mean() < 0.085 and (gaps > 0).all()
-    assert rec.active[mission].all() and np.isfinite(rec.pos[mission]).all()
+    # poses are recorded best effort (as `ros2 bag record` subscribes to them): a loaded machine may
+    # lose one now and then (one `make test` here did), but every pose that came is of a flying drone
+    known = np.isfinite(rec.pos[mission]).all(-1)
+    assert known.mean() > 0.98 and rec.active[mission][known].all(), np.argwhere(~known)
     # an agent's state on most ticks (a loaded machine delays an agent's timer past a world tick now and then)
     assert (rec.choice[mission][1:-1] >= 0).mean() > 0.75
     moved = np.linalg.norm(rec.pos[mission][-1] - rec.pos[mission][0], axis=-1)
-    assert moved.max() > 0.05, moved                                    # the drones fly toward consumers
+    assert np.nanmax(moved) > 0.05, moved                               # the drones fly toward consumers
     out = replay_report(tmp_path / "bag", tmp_path / "report")
     # demand never rises in this mission; it falls once a drone arrives (~2 s in when the machine is
     # free; a machine loaded 5x over may still be on the way after 5 s)

@@ -236,3 +236,20 @@ def test_delayed_link_keeps_the_newest_sample_whatever_the_arrival_order():
     assert (np.diff(np.array(seen), axis=0) >= 0).all()  # never goes back in time
     with pytest.raises(ValueError, match="cbf_period_ticks"):
         RuntimeConfig(asynchrony=Asynchrony(cbf_period_ticks=0)).validate()
+    with pytest.raises(ValueError, match="max_pose_age_ticks"):
+        RuntimeConfig(asynchrony=Asynchrony(max_pose_age_ticks=0)).validate()
+
+
+def test_the_timing_model_holds_drones_whose_poses_stopped():
+    """As the CBF node: a drone whose newest pose is older than `max_pose_age_ticks` is held."""
+    from lgtc_ros.runtime.asynchrony import Asynchrony, GraphTiming
+
+    timing = GraphTiming(Asynchrony(pose_delay_ticks=0, max_pose_age_ticks=3), 2)
+    pos, v, active = np.zeros((2, 2)), np.zeros((2, 2)), np.ones(2, dtype=bool)
+    holds = []
+    for k in range(10):
+        timing.poses.drop_prob = 1.0 if k >= 2 else 0.0  # drone poses stop after tick 1
+        seen = timing.cbf_inputs(k, pos, v, active, 0.5, 0.05)
+        assert seen.known.all()
+        holds.append(seen.hold.tolist())
+    assert holds[:5] == [[False, False]] * 5 and holds[5:] == [[True, True]] * 5  # age 4 ticks from tick 5

@@ -7,10 +7,12 @@ position is therefore only known to within v_max x (its pose's age + `command_la
 until the world or the bridge applies the safe command): the filter keeps pairs that much farther
 apart (see `safety.cbf`). A command is applied at most 1/gamma = 2 ticks (the world's and the
 bridge's command age limit), which the filter's discrete-time condition covers. Counters, the
-per-drone fallbacks and the uncertainty used are published on `lgtc/cbf` (``lgtc_cbf/v1``).
+per-drone fallbacks and the uncertainty used are published on `lgtc/cbf` (``lgtc_cbf/v1``). A drone
+whose newest pose is older than `max_pose_age_s` hovers until a pose comes (`safety.swarm`, `hold`):
+steering it by where it was would fly it blind.
 
 Parameters: scenario, names, form (decentralized | centralized), sensing_radius (arena units,
-default C), max_command_age_s (older nominal commands count as "stop"), command_latency_s.
+default C), max_command_age_s (older nominal commands count as "stop"), command_latency_s, max_pose_age_s.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from lgtc_ros import comm
 from lgtc_ros.nodes.common import (LATEST, RECORD, TAKE_LATEST, declare, guarded, mission, run, stamp_s, to_msg,
                                    twist)
 from lgtc_ros.nodes.swarm_view import SwarmView
-from lgtc_ros.safety.swarm import SwarmFilter, pose_uncertainty
+from lgtc_ros.safety.swarm import SwarmFilter, pose_uncertainty, stale_poses
 
 
 class CbfNode(Node):
@@ -40,6 +42,8 @@ class CbfNode(Node):
                                "an older nominal command asks the drone to stop, s", lo=0.0)
         self.latency = declare(self, "command_latency_s", scenario.dt, "time from publishing a safe command "
                                "until the world or the bridge applies it, s", lo=0.0)
+        self.max_pose_age = declare(self, "max_pose_age_s", 10 * scenario.dt, "a drone whose newest pose is older "
+                                    "hovers (zero velocity) until a pose comes, s", lo=scenario.dt)
         self.busy_s = 0.0  # how long the last filter tick took: its commands left that much later
         self.v_max = scenario.v_max
         self.filter = SwarmFilter(scenario, form, radius)
@@ -74,7 +78,8 @@ class CbfNode(Node):
         # publishing (the last tick's duration; ~20 ms at N = 50, where leaving it out let a pair
         # in the graph bench come to 0.179 m against 0.2) and the parameter's latency
         uncertainty = pose_uncertainty(now, self.swarm.stamp, flying, self.v_max, self.latency + self.busy_s)
-        v_safe = self.filter(v_nom, pos, flying, uncertainty=uncertainty)
+        hold = stale_poses(now, self.swarm.stamp, flying, self.max_pose_age)  # not steered blind
+        v_safe = self.filter(v_nom, pos, flying, uncertainty=uncertainty, hold=hold)
         for i in np.flatnonzero(flying):
             self.pubs[i].publish(twist(self, self.frame.velocity_to_metres(v_safe[i]), stamp))
         self.pub_status.publish(to_msg(comm.encode_cbf_status(comm.CbfStatus(

@@ -17,10 +17,11 @@ newest sample it has (by stamp), as the nodes do.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from lgtc_ros.safety.swarm import pose_uncertainty
+from lgtc_ros.safety.swarm import pose_uncertainty, stale_poses
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class Asynchrony:
     command_latency_ticks: float = 1.0
     """The latency until the world applies a safe command that the CBF allows for (the CBF node's
     `command_latency_s` / dt)."""
+    max_pose_age_ticks: int = 10
+    """The CBF holds a drone (zero velocity) whose newest pose is older (the CBF node's
+    `max_pose_age_s` / dt)."""
     seed: int = 0
 
     def validate(self) -> None:
@@ -53,8 +57,9 @@ class Asynchrony:
                      "nominal_hold_ticks"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} = {getattr(self, name)}: must be >= 0")
-        if self.cbf_period_ticks < 1:
-            raise ValueError(f"cbf_period_ticks = {self.cbf_period_ticks}: must be >= 1")
+        for name in ("cbf_period_ticks", "max_pose_age_ticks"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} = {getattr(self, name)}: must be >= 1")
         if not 0.0 <= self.drop_prob < 1.0:
             raise ValueError(f"drop_prob = {self.drop_prob}: must be in [0, 1)")
         if self.command_latency_ticks < 0:
@@ -87,6 +92,21 @@ class DelayedLink:
                 self.value[i], self.stamp[i] = value, stamp
 
 
+class CbfView(NamedTuple):
+    """What the CBF node sees at one of its ticks."""
+
+    pos: np.ndarray
+    """Newest pose per drone [N,2]."""
+    v_nominal: np.ndarray
+    """Newest nominal command [N,2], 0 where older than `nominal_hold_ticks`."""
+    known: np.ndarray
+    """Drones with a pose [N]."""
+    uncertainty: np.ndarray | None
+    """[N], or None (`account_for_age` False)."""
+    hold: np.ndarray
+    """Drones whose pose is older than `max_pose_age_ticks` [N]."""
+
+
 class GraphTiming:
     """The three links of the sim graph around the CBF (world -> CBF poses, agents -> CBF nominal
     commands, CBF -> world safe commands) and the world's command hold."""
@@ -100,9 +120,8 @@ class GraphTiming:
         self.safe = DelayedLink(n, 2, cfg.command_delay_ticks, cfg.drop_prob, rng)
 
     def cbf_inputs(self, tick: int, pos: np.ndarray, v_nominal: np.ndarray, active: np.ndarray,
-                   v_max: float, dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None:
-        """Send this tick's poses and nominal commands; if the CBF runs this tick, what it sees:
-        (positions [N,2], nominal commands [N,2], drones it knows [N], uncertainty [N] or None)."""
+                   v_max: float, dt: float) -> CbfView | None:
+        """Send this tick's poses and nominal commands; if the CBF runs this tick, what it sees."""
         c = self.cfg
         self.poses.send(tick, pos, active)
         self.nominal.send(tick, v_nominal, active)
@@ -116,7 +135,8 @@ class GraphTiming:
         uncertainty = None
         if c.account_for_age:  # as the CBF node computes it, on the tick clock
             uncertainty = pose_uncertainty(tick * dt, self.poses.stamp * dt, known, v_max, c.command_latency_ticks * dt)
-        return self.poses.value.copy(), v_nom, known, uncertainty
+        hold = stale_poses(tick, self.poses.stamp, known, c.max_pose_age_ticks)
+        return CbfView(self.poses.value.copy(), v_nom, known, uncertainty, hold)
 
     def applied(self, tick: int, v_safe: np.ndarray | None, sent_to: np.ndarray) -> np.ndarray:
         """Send the CBF's safe commands (None: it did not run) and return what the world flies this

@@ -138,8 +138,9 @@ class SwarmRuntime:
                 v_safe = self._filter(v_nom, pos, active, near)
             else:
                 seen = timing_model.cbf_inputs(k, pos, v_nom, active, s.v_max, s.dt)
-                filtered = None if seen is None else self.cbf(seen[1], seen[0], seen[2], uncertainty=seen[3])
-                v_safe = timing_model.applied(k, filtered, active if seen is None else seen[2]) * active[:, None]
+                filtered = None if seen is None else self.cbf(seen.v_nominal, seen.pos, seen.known,
+                                                              uncertainty=seen.uncertainty, hold=seen.hold)
+                v_safe = timing_model.applied(k, filtered, active if seen is None else seen.known) * active[:, None]
             cbf_s = time.perf_counter() - t_cbf
             self._trace(trace, pos, v_safe, supply, active)
             t_world = time.perf_counter()

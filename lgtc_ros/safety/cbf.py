@@ -37,7 +37,8 @@ the same u dt, so |p_i⁺ − p̂_i⁺| = |p_i − p̂_i| ≤ u_i and by the tri
 into the age); (2) a pair already measured inside D_ij (the uncertainty grew, e.g. a pose came later than the last
 one): the barrier then demands separation (h rises back toward 0 at rate γ) and the evasion below
 takes over when that is infeasible, but the true separation is only as good as the margin left;
-(3) the arena rows are not inflated (the margin, D/2 by default, absorbs small errors); (4) the two
+(3) the arena rows are not inflated (the margin, D/2 by default, absorbs small errors; `SwarmFilter`'s
+`hold` stops a drone whose pose is older than the CBF node's `max_pose_age_s`); (4) the two
 halves of a decentralized pair add up only when both drones filter the same snapshot with the same
 D_ij (the cbf node and the runtime do). None or all-zero clearance gives exactly the rows above.
 

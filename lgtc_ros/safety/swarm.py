@@ -12,6 +12,15 @@ held beyond 1/γ = 2 ticks). Pair (i, j) is then kept D + u_i + u_j apart by the
 the true ones D apart (see `lgtc_ros.safety.cbf`). `stats` sums the filters' counters;
 `last_fallback` [N] marks the drones that evaded or braked in the last call and `fallback_counts` [N]
 counts them per drone since construction (for a node to publish).
+
+`hold` [N] (`stale_poses`): drones whose own pose is too old to steer by get zero velocity (they
+hover) and stay obstacles for the others. The clearance covers a pose a few ticks old; a drone
+steered for seconds by a pose that no longer comes (a stalled pose stream: after an agent process
+was killed, the world's publishing stalled 1-3 s, docs/RELIABILITY.md) would fly blind, evading on
+where it was, and the arena rows, which the clearance does not inflate, would not stop it at the
+walls. A held drone's pairs stay safe: decentralized, the other drone still takes its half, so
+dh/dt >= -(gamma/2) h (a slower barrier, still forward invariant, and gamma/2 dt <= 1 for the sampled
+system); centralized, the held drone is pinned to zero in the swarm QP as a landed one is.
 """
 from __future__ import annotations
 
@@ -51,6 +60,7 @@ class SwarmFilter:
             self.filters = []
         self.last_fallback = np.zeros(self.n, dtype=bool)
         self.fallback_counts = np.zeros(self.n, dtype=np.int64)
+        self.held = 0  # drone-calls held (`hold`) since construction
 
     def reach(self, clearance: float) -> float:
         """Farthest measured distance at which a pair with radius D + clearance still has a row
@@ -61,20 +71,29 @@ class SwarmFilter:
         return a + math.hypot(a, self.radius + clearance)  # hypot: no overflow for a huge clearance
 
     def __call__(self, v_nominal: np.ndarray, pos: np.ndarray, active: np.ndarray,
-                 near: np.ndarray | None = None, uncertainty: np.ndarray | None = None) -> np.ndarray:
+                 near: np.ndarray | None = None, uncertainty: np.ndarray | None = None,
+                 hold: np.ndarray | None = None) -> np.ndarray:
         """`near` [N,N]: neighbours within `sensing_radius`, if the caller already has them;
-        `uncertainty` [N] ≥ 0: per-drone position uncertainty (arena units), None = exact."""
+        `uncertainty` [N] ≥ 0: per-drone position uncertainty (arena units), None = exact;
+        `hold` [N] bool: drones given zero that stay obstacles (see the module doc), None = none."""
         active = np.asarray(active, dtype=bool)
         self.last_fallback[:] = False
+        steered = active
+        if hold is not None:
+            hold = np.asarray(hold, dtype=bool)
+            if hold.shape != (self.n,):
+                raise ValueError(f"hold must be [{self.n}], got {hold.shape}")
+            steered = active & ~hold
+            self.held += int((active & hold).sum())
         if self.form == "off":
-            return v_nominal * active[:, None]
+            return v_nominal * steered[:, None]
         if uncertainty is not None:
             uncertainty = np.asarray(uncertainty, dtype=np.float64)
             if uncertainty.shape != (self.n,):
                 raise ValueError(f"uncertainty must be [{self.n}], got {uncertainty.shape}")
         if self.form == "centralized":
             f = self.filters[0]
-            v_safe = f(v_nominal, pos, active, uncertainty) * active[:, None]
+            v_safe = f(v_nominal, pos, steered, uncertainty) * steered[:, None]
             self.last_fallback[:] = f.last_fallback
             self.fallback_counts += self.last_fallback
             return v_safe
@@ -88,7 +107,7 @@ class SwarmFilter:
         if near is None:
             near = neighbours_within(pos, self.sensing_radius, active)
         v_safe = np.zeros_like(v_nominal)
-        for i in np.flatnonzero(active):
+        for i in np.flatnonzero(steered):
             f, nb = self.filters[i], near[i]
             clearance = None if uncertainty is None else uncertainty[i] + uncertainty[nb]
             v_safe[i] = f(v_nominal[i], pos[i], pos[nb], clearance)
@@ -98,8 +117,9 @@ class SwarmFilter:
 
     @property
     def stats(self) -> dict[str, int]:
-        """CBF counters summed over the swarm's filters (solved, infeasible, fallback, evade, brake, ...)."""
-        return dict(sum((Counter(f.stats.as_dict()) for f in self.filters), Counter()))
+        """CBF counters summed over the swarm's filters (solved, infeasible, fallback, evade, brake, ...),
+        and `hold`: drones held for a stale pose, counted per call."""
+        return dict(sum((Counter(f.stats.as_dict()) for f in self.filters), Counter()) + Counter(hold=self.held))
 
 
 
@@ -116,3 +136,10 @@ def pose_uncertainty(now: float, stamps: np.ndarray, known: np.ndarray, v_max: f
     """
     age = np.where(known, np.maximum(now - np.asarray(stamps, dtype=np.float64), 0.0), 0.0)
     return np.where(known, v_max * (age + latency_s), 0.0)
+
+
+def stale_poses(now: float, stamps: np.ndarray, known: np.ndarray, max_age_s: float) -> np.ndarray:
+    """[N] the `known` drones whose newest pose (true at `stamps` [N], s) is older than `max_age_s`
+    at `now`: the drones `SwarmFilter` should hold (`hold`). For the CBF node and the runtime's model
+    of its timing alike."""
+    return np.asarray(known, dtype=bool) & (now - np.asarray(stamps, dtype=np.float64) > max_age_s)
