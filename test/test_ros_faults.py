@@ -88,6 +88,7 @@ def test_a_killed_agent_stops_its_drone_and_the_others_fly_on_safely(tmp_path):
     victim = "cf3"
     (k_victim,) = [k for k, s in enumerate(specs) if s.namespace == victim]
     cbf_max_age = 3 * scenario.dt  # cbf_node's max_command_age_s default
+    max_pose_age = 10 * scenario.dt  # cbf_node's max_pose_age_s default
     domain = domain_id()
     graph = start(specs, tmp_path, domain)
     context = rclpy.Context()
@@ -155,13 +156,17 @@ def test_a_killed_agent_stops_its_drone_and_the_others_fly_on_safely(tmp_path):
     fresh = [(s, v) for s, v in late if pose_age[s] <= 2 * scenario.dt]
     assert len(fresh) >= 10, f"{len(fresh)} of {len(late)} commands after the stop had a pose <= 2 ticks old"
     assert sum(v < 1e-6 for _, v in fresh) >= len(fresh) / 3, fresh
-    # it moves only to keep out of a neighbour's way: a neighbour within the CBF's reach (~0.64 m
-    # here: 2 v/gamma + sqrt((2 v/gamma)^2 + D'^2), D' with both poses' clearance)
+    # with no pose for max_pose_age_s (+ 3 ticks: a world tick the probe lost), the CBF holds it
+    held = [(s, v) for s, v in late if pose_age[s] > max_pose_age + 3 * scenario.dt]
+    assert all(v < 1e-6 for _, v in held), held
+    # with fresh poses it moves only to keep out of a neighbour's way: a neighbour within the CBF's
+    # reach (~0.64 m here: 2 v/gamma + sqrt((2 v/gamma)^2 + D'^2), D' with both poses' clearance;
+    # the reach grows with the poses' age)
     ticks = np.array(sorted(probe.poses))
     i_victim = names.index(victim)
     # (the probe's pose subscriptions are best effort, as the publishers offer: a tick may lack a drone's pose)
     with_victim = np.array([t for t in ticks if i_victim in probe.poses[t]])
-    for s, v in late:
+    for s, v in fresh:
         if v < 1e-6:
             continue
         poses = probe.poses[int(with_victim[max(np.searchsorted(with_victim, s * 1e9, side="right") - 1, 0)])]
