@@ -151,7 +151,8 @@ def test_a_killed_agent_stops_its_drone_and_the_others_fly_on_safely(tmp_path):
     # publishing for 1-3 s (Fast DDS waiting on the dead process; docs/RELIABILITY.md): the CBF's pose
     # ages then grow, and with them the clearances, and it evades on its last poses (the world
     # integrates nothing meanwhile). The world's ticks are the probe's pose stamps
-    world_ticks = np.array(sorted(probe.poses)) * 1e-9
+    ticks = np.array(sorted(probe.poses))  # ns
+    world_ticks = ticks * 1e-9
     pose_age = {s: s - world_ticks[max(np.searchsorted(world_ticks, s, side="right") - 1, 0)] for s, _ in late}
     fresh = [(s, v) for s, v in late if pose_age[s] <= 2 * scenario.dt]
     assert len(fresh) >= 10, f"{len(fresh)} of {len(late)} commands after the stop had a pose <= 2 ticks old"
@@ -162,7 +163,6 @@ def test_a_killed_agent_stops_its_drone_and_the_others_fly_on_safely(tmp_path):
     # with fresh poses it moves only to keep out of a neighbour's way: a neighbour within the CBF's
     # reach (~0.64 m here: 2 v/gamma + sqrt((2 v/gamma)^2 + D'^2), D' with both poses' clearance;
     # the reach grows with the poses' age)
-    ticks = np.array(sorted(probe.poses))
     i_victim = names.index(victim)
     # (the probe's pose subscriptions are best effort, as the publishers offer: a tick may lack a drone's pose)
     with_victim = np.array([t for t in ticks if i_victim in probe.poses[t]])
